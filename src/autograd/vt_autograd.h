@@ -1,0 +1,211 @@
+/* vt_autograd.h - fp32 tensors, the per-step arena, the tape, reverse mode.
+ *
+ * Layout conventions (PyTorch's, so fixtures and state_dicts compare 1:1):
+ *   activations  (N, C, T, H, W)   a flatten matches torch.flatten(x, 1)
+ *   sequences    (N, T, F)         batch first
+ *
+ * Memory: every activation, every tape node and whatever an op saves for its
+ * backward pass is carved from the context's arena, which vt_ctx_reset()
+ * rewinds once per training step. Parameters, their gradients and optimizer
+ * moments live in a vt_store: one long-lived block each, with named views.
+ *
+ * Gradients: backward functions ADD into input gradients, never assign.
+ * A tensor used twice therefore receives the sum of both contributions, and
+ * parameter gradients accumulate across backward calls until whoever owns
+ * the step calls vt_store_zero_grad().
+ */
+#ifndef VT_AUTOGRAD_H
+#define VT_AUTOGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define VT_MAX_DIMS 5
+
+/* Internal invariants (programmer errors). User errors never reach these:
+ * the config/model builder checks shapes first and reports file and line. */
+#define VT_ASSERT(cond, ...)                                                   \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "%s:%d: internal error: ", __FILE__, __LINE__);    \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fputc('\n', stderr);                                               \
+            abort();                                                           \
+        }                                                                      \
+    } while (0)
+
+typedef struct vt_tensor vt_tensor;
+typedef struct vt_node vt_node;
+typedef struct vt_ctx vt_ctx;
+
+struct vt_tensor {
+    int ndim;
+    int shape[VT_MAX_DIMS];
+    size_t numel;
+    float *data;
+    /* Same size as data. Parameters: always set (store block). Activations:
+     * NULL until backward first reaches the tensor, then zeroed arena memory. */
+    float *grad;
+    int requires_grad;
+    vt_node *node; /* op that produced it; NULL for leaves */
+};
+
+/* ==== Arena ============================================================= */
+
+/* Chunked bump allocator. Memory stays allocated across resets so a steady
+ * training loop stops calling malloc after its first step. */
+typedef struct vt_arena_chunk vt_arena_chunk;
+typedef struct {
+    vt_arena_chunk *head; /* chunk being carved */
+    vt_arena_chunk *full; /* chunks already used in this step */
+    size_t chunk_size;
+    size_t used, peak;    /* bytes handed out since reset, and the max ever */
+} vt_arena;
+
+void vt_arena_init(vt_arena *a, size_t chunk_size);
+void *vt_arena_alloc(vt_arena *a, size_t bytes);  /* 64-byte aligned */
+void *vt_arena_calloc(vt_arena *a, size_t bytes);
+void vt_arena_reset(vt_arena *a);
+void vt_arena_free(vt_arena *a);
+
+/* ==== Random numbers ==================================================== */
+
+/* Counter-based: element i of draw k is hash(seed, k, i), so a parallel loop
+ * produces the same numbers whatever the thread count, and the whole state
+ * is two integers a checkpoint can save. */
+typedef struct {
+    uint64_t seed;
+    uint64_t counter;
+} vt_rng;
+
+uint64_t vt_hash64(uint64_t seed, uint64_t stream, uint64_t i);
+/* Uniform in [0, 1) with 24 random bits, from one hash. */
+static inline float vt_hash_uniform(uint64_t seed, uint64_t stream, uint64_t i)
+{
+    return (float)(vt_hash64(seed, stream, i) >> 40) * (1.0f / 16777216.0f);
+}
+/* Reserve the next stream of the generator (one per random op call). */
+static inline uint64_t vt_rng_next_stream(vt_rng *r) { return r->counter++; }
+/* Sequential convenience draws (init, shuffles): advance the counter. */
+float vt_rng_uniform(vt_rng *r);
+float vt_rng_normal(vt_rng *r);
+uint32_t vt_rng_below(vt_rng *r, uint32_t n); /* uniform integer in [0, n) */
+
+/* ==== Context, tape and backward ======================================= */
+
+typedef void (*vt_backward_fn)(vt_ctx *c, vt_node *n);
+
+/* One per op, defined in the op's own file and listed in ops_table.c. */
+typedef struct {
+    const char *name;
+    vt_backward_fn backward;
+} vt_op_def;
+
+struct vt_node {
+    const vt_op_def *op;
+    int n_in, n_out;
+    vt_tensor **in;  /* arena arrays */
+    vt_tensor **out;
+    void *saved;     /* op-specific state in the arena */
+};
+
+struct vt_ctx {
+    vt_arena arena;
+    vt_node **tape;
+    size_t n_nodes, cap_nodes;
+    int training;     /* dropout active, batch norm uses batch statistics */
+    int grad_enabled; /* record the tape; off = eval/no-grad: nothing saved */
+    vt_rng rng;       /* dropout */
+};
+
+void vt_ctx_init(vt_ctx *c, uint64_t seed);
+void vt_ctx_free(vt_ctx *c);
+/* Start a new step: drop the tape and every activation. */
+void vt_ctx_reset(vt_ctx *c);
+
+/* Tensors in the arena. Data is uninitialised unless stated. */
+vt_tensor *vt_tensor_new(vt_ctx *c, int ndim, const int *shape);
+vt_tensor *vt_tensor_zeros(vt_ctx *c, int ndim, const int *shape);
+vt_tensor *vt_tensor_like(vt_ctx *c, const vt_tensor *t);
+/* vt_empty(c, 3, N, T, F): variadic shape, data uninitialised. */
+vt_tensor *vt_empty(vt_ctx *c, int ndim, ...);
+/* A leaf that wants a gradient (tests, inputs): grad zeroed in the arena. */
+vt_tensor *vt_leaf(vt_ctx *c, int ndim, const int *shape, int requires_grad);
+/* Wrap caller-owned memory as a leaf (no grad). */
+vt_tensor *vt_tensor_wrap(vt_ctx *c, float *data, int ndim, const int *shape);
+
+size_t vt_shape_numel(int ndim, const int *shape);
+int vt_same_shape(const vt_tensor *a, const vt_tensor *b);
+/* "(2, 3, 16, 112, 112)" into buf; returns buf. */
+char *vt_shape_str(const vt_tensor *t, char *buf, size_t len);
+
+/* True when an op with these inputs must record a node (grad mode on and at
+ * least one input requires a gradient). Ops that return false skip saving
+ * anything for backward. */
+int vt_needs_grad(const vt_ctx *c, int n_in, vt_tensor *const *in);
+
+/* Record a node. Marks every output requires_grad and sets out->node.
+ * The caller passes the inputs and outputs; saved may be NULL. */
+vt_node *vt_record(vt_ctx *c, const vt_op_def *op, int n_in,
+                   vt_tensor *const *in, int n_out, vt_tensor *const *out,
+                   void *saved);
+
+/* The gradient buffer of t, allocated zeroed on first use. Only for tensors
+ * with requires_grad; backward functions call it before adding. */
+float *vt_grad(vt_ctx *c, vt_tensor *t);
+
+/* Reverse sweep from a scalar loss (seed gradient 1). */
+void vt_backward(vt_ctx *c, vt_tensor *loss);
+/* Reverse sweep from any tensor with a given seed gradient (same numel). */
+void vt_backward_seed(vt_ctx *c, vt_tensor *out, const float *seed);
+
+/* ==== Parameter store =================================================== */
+
+/* Named parameters and buffers in one data block and one grad block, so an
+ * optimizer is a flat loop and a checkpoint a list of named views.
+ * Register with vt_store_add(), then vt_store_finalize() allocates. */
+typedef struct {
+    char *name;        /* "conv1a.weight" (PyTorch state_dict name) */
+    vt_tensor t;       /* data/grad point into the store's blocks */
+    size_t offset;     /* element offset in the blocks */
+    int trainable;     /* 0 for buffers (running stats) and frozen layers */
+    float lr_mult;
+} vt_param;
+
+typedef struct {
+    vt_param *p;
+    int n, cap;
+    size_t total;      /* elements in each block */
+    float *data, *grad;
+} vt_store;
+
+void vt_store_init(vt_store *s);
+void vt_store_free(vt_store *s);
+/* Returns the index; shape is copied. Pointers are valid after finalize. */
+int vt_store_add(vt_store *s, const char *name, int ndim, const int *shape,
+                 int trainable);
+void vt_store_finalize(vt_store *s);
+vt_tensor *vt_store_tensor(vt_store *s, int idx);
+vt_param *vt_store_find(vt_store *s, const char *name);
+void vt_store_zero_grad(vt_store *s);
+size_t vt_store_trainable_count(const vt_store *s);
+
+/* ==== GEMM ============================================================= */
+
+/* Row-major C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T. */
+void vt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+              const float *a, int lda, const float *b, int ldb, float beta,
+              float *c, int ldc);
+/* Threads for the process: OpenMP and OpenBLAS alike. */
+void vt_set_threads(int n);
+int vt_get_threads(void);
+
+/* ==== Op registry ====================================================== */
+
+/* Every op's definition, for diagnostics (tape dumps, coverage checks). */
+extern const vt_op_def *const vt_op_table[];
+extern const int vt_op_table_len;
+
+#endif
