@@ -161,6 +161,19 @@ void vtt_check_against(const char *what, const float *got, hid_t f,
     free(want);
 }
 
+void vtt_backward_fixture(vt_ctx *c, vt_tensor *y, hid_t f, const char *kase)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/gy", kase);
+    vt_ctx tmp;
+    vt_ctx_init(&tmp, 0);
+    vt_tensor *gy = vtt_load(&tmp, f, path, 0);
+    ck_assert_msg(gy->numel == y->numel, "%s: gy has %zu elements, y %zu", kase,
+                  gy->numel, y->numel);
+    vt_backward_seed(c, y, gy->data);
+    vt_ctx_free(&tmp);
+}
+
 double vtt_assert_close(const char *what, const float *got, const float *want,
                         size_t n, double rtol, double atol)
 {

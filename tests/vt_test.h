@@ -54,6 +54,9 @@ int *vtt_load_ints(hid_t f, const char *path, size_t *n); /* malloc'd */
 void vtt_check_against(const char *what, const float *got, hid_t f,
                        const char *path, double rtol, double atol);
 
+/* Seeds backward from y with the case's upstream gradient "<case>/gy". */
+void vtt_backward_fixture(vt_ctx *c, vt_tensor *y, hid_t f, const char *kase);
+
 /* ---- Comparisons ------------------------------------------------------- */
 
 /* Worst |g - w| / (atol + rtol * |w|) over n values; fails the test if > 1,
