@@ -1,0 +1,496 @@
+/* op_conv3d.c - conv3d, and conv2d applied to every frame.
+ *
+ * Shapes: x (N, C, T, H, W), w (O, C/groups, kt, kh, kw), b (O) or NULL
+ *   -> y (N, O, To, Ho, Wo), as torch.nn.functional.conv3d.
+ *   conv2d_frames: w (O, C/groups, kh, kw) is laid out exactly like a conv3d
+ *   weight with kt = 1, and a (1, kh, kw) kernel with unit time stride and
+ *   no time padding is nn.Conv2d on each frame, so both ops share one kernel.
+ * Saved for backward: the geometry only (a few ints). The node's inputs x
+ *   and w stay alive (arena / store); backward rebuilds the columns from x
+ *   rather than keeping them.
+ *
+ * Fast path, per sample and group (K = C/groups * kt*kh*kw, P = To*Ho*Wo):
+ *   forward          y (Og x P)   = W (Og x K) . col (K x P) + b
+ *   backward, data   dcol (K x P) = W^T . dy, scattered back by col2vol
+ *   backward, weight dW (Og x K) += dy . col^T
+ * col is built for a tile of output rows (to, ho) at a time so its buffer
+ * stays near the tile budget: a whole sample of C3D's conv2a would need
+ * K = 1728 by P = 50176, 350 MB. Kernels 1x1x1 with unit stride and no
+ * padding skip col: x itself is the (C x P) matrix.
+ *
+ * Threads: GEMMs are left large and threaded by OpenBLAS; vol2col runs its
+ * rows in parallel and col2vol its input channels, so no two threads ever
+ * add into the same gradient element. Bias gradients go per output channel
+ * in a fixed order. Hence bit-identical results for a given thread count.
+ */
+#include "vt_ops.h"
+#include "op_conv3d_internal.h"
+
+#include <string.h>
+
+static size_t tile_bytes = VT_CONV_TILE_BYTES_DEFAULT;
+
+size_t vt_conv_set_tile_bytes(size_t bytes)
+{
+    size_t old = tile_bytes;
+    tile_bytes = bytes ? bytes : VT_CONV_TILE_BYTES_DEFAULT;
+    return old;
+}
+
+/* Floor division for a possibly negative numerator. */
+static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+int vt_conv_out_size(int in, int k, int stride, int pad, int dilation)
+{
+    if (stride <= 0)
+        stride = 1;
+    if (dilation <= 0)
+        dilation = 1;
+    return floor_div(in + 2 * pad - dilation * (k - 1) - 1, stride) + 1;
+}
+
+/* ==== Geometry ========================================================= */
+
+typedef struct {
+    int n, c, t, h, w;              /* input */
+    int o, kt, kh, kw;              /* weight */
+    int st, sh, sw, pt, ph, pw, dt, dh, dw;
+    int groups;
+    int to, ho, wo;                 /* output */
+} geom;
+
+static int one_if_zero(int v) { return v ? v : 1; }
+
+static void geom_init(geom *g, const vt_tensor *x, int o, int cg, int kt,
+                      int kh, int kw, const vt_conv3d_args *a)
+{
+    char buf[64];
+    VT_ASSERT(x->ndim == 5, "conv: x must be (N, C, T, H, W), got %s",
+              vt_shape_str(x, buf, sizeof buf));
+    g->n = x->shape[0];
+    g->c = x->shape[1];
+    g->t = x->shape[2];
+    g->h = x->shape[3];
+    g->w = x->shape[4];
+    g->o = o;
+    g->kt = kt;
+    g->kh = kh;
+    g->kw = kw;
+    g->st = one_if_zero(a->stride[0]);
+    g->sh = one_if_zero(a->stride[1]);
+    g->sw = one_if_zero(a->stride[2]);
+    g->pt = a->pad[0];
+    g->ph = a->pad[1];
+    g->pw = a->pad[2];
+    g->dt = one_if_zero(a->dilation[0]);
+    g->dh = one_if_zero(a->dilation[1]);
+    g->dw = one_if_zero(a->dilation[2]);
+    g->groups = one_if_zero(a->groups);
+    VT_ASSERT(g->st > 0 && g->sh > 0 && g->sw > 0 && g->dt > 0 && g->dh > 0 &&
+                  g->dw > 0 && g->groups > 0 && g->pt >= 0 && g->ph >= 0 &&
+                  g->pw >= 0 && kt > 0 && kh > 0 && kw > 0,
+              "conv: bad stride/dilation/padding/groups/kernel");
+    VT_ASSERT(g->c % g->groups == 0 && o % g->groups == 0,
+              "conv: %d input and %d output channels not divisible by %d groups",
+              g->c, o, g->groups);
+    VT_ASSERT(cg == g->c / g->groups,
+              "conv: weight has %d input channels per group, x gives %d", cg,
+              g->c / g->groups);
+    g->to = vt_conv_out_size(g->t, kt, g->st, g->pt, g->dt);
+    g->ho = vt_conv_out_size(g->h, kh, g->sh, g->ph, g->dh);
+    g->wo = vt_conv_out_size(g->w, kw, g->sw, g->pw, g->dw);
+    VT_ASSERT(g->to > 0 && g->ho > 0 && g->wo > 0,
+              "conv: input %s too small for the kernel (%d, %d, %d)",
+              vt_shape_str(x, buf, sizeof buf), kt, kh, kw);
+}
+
+static void geom_from_3d(geom *g, const vt_tensor *x, const vt_tensor *w,
+                         const vt_conv3d_args *a)
+{
+    char buf[64];
+    VT_ASSERT(w->ndim == 5, "conv3d: w must be (O, C/groups, kt, kh, kw), got %s",
+              vt_shape_str(w, buf, sizeof buf));
+    geom_init(g, x, w->shape[0], w->shape[1], w->shape[2], w->shape[3],
+              w->shape[4], a);
+}
+
+static int is_pointwise(const geom *g)
+{
+    return g->kt == 1 && g->kh == 1 && g->kw == 1 && g->st == 1 && g->sh == 1 &&
+           g->sw == 1 && g->pt == 0 && g->ph == 0 && g->pw == 0;
+}
+
+/* Output columns wo whose input column wo*sw + off lies in [0, w). */
+static void valid_cols(const geom *g, int off, int *lo, int *hi)
+{
+    int l = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+    int h = g->w - off > 0 ? (g->w - off + g->sw - 1) / g->sw : 0;
+    *lo = l < g->wo ? l : g->wo;
+    *hi = h < g->wo ? h : g->wo;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* ==== vol2col / col2vol ================================================ */
+
+/* Columns of output rows [r0, r0 + nr) (row r = to * Ho + ho) of one
+ * sample: col (C*kt*kh*kw, nr*Wo), row index (c, i, j, l) as the weight. */
+static void vol2col(const geom *g, const float *x, int r0, int nr, float *col)
+{
+    const int kvol = g->kt * g->kh * g->kw, rows = g->c * kvol;
+    const size_t ld = (size_t)nr * (size_t)g->wo;
+#pragma omp parallel for schedule(static) if ((size_t)rows * ld > 32768)
+    for (int k = 0; k < rows; k++) {
+        int ch = k / kvol, kk = k % kvol;
+        int i = kk / (g->kh * g->kw), j = kk / g->kw % g->kh, l = kk % g->kw;
+        int off = l * g->dw - g->pw, lo, hi;
+        valid_cols(g, off, &lo, &hi);
+        const float *xc = x + (size_t)ch * g->t * g->h * g->w;
+        float *dst = col + (size_t)k * ld;
+        for (int r = r0; r < r0 + nr; r++, dst += g->wo) {
+            int ti = r / g->ho * g->st - g->pt + i * g->dt;
+            int hi_ = r % g->ho * g->sh - g->ph + j * g->dh;
+            if (ti < 0 || ti >= g->t || hi_ < 0 || hi_ >= g->h) {
+                memset(dst, 0, (size_t)g->wo * sizeof *dst);
+                continue;
+            }
+            const float *src = xc + ((size_t)ti * g->h + (size_t)hi_) * g->w;
+            for (int wo = 0; wo < lo; wo++)
+                dst[wo] = 0.0f;
+            if (g->sw == 1)
+                memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
+            else
+                for (int wo = lo; wo < hi; wo++)
+                    dst[wo] = src[wo * g->sw + off];
+            for (int wo = hi; wo < g->wo; wo++)
+                dst[wo] = 0.0f;
+        }
+    }
+}
+
+/* gx += the scatter of col (the adjoint of vol2col). One thread per input
+ * channel, rows in a fixed order: no races, same sums for any thread count. */
+static void col2vol(const geom *g, const float *col, int r0, int nr, float *gx)
+{
+    const int kvol = g->kt * g->kh * g->kw;
+    const size_t ld = (size_t)nr * (size_t)g->wo;
+#pragma omp parallel for schedule(static) if ((size_t)g->c * kvol * ld > 32768)
+    for (int ch = 0; ch < g->c; ch++) {
+        float *gc = gx + (size_t)ch * g->t * g->h * g->w;
+        for (int kk = 0; kk < kvol; kk++) {
+            int i = kk / (g->kh * g->kw), j = kk / g->kw % g->kh, l = kk % g->kw;
+            int off = l * g->dw - g->pw, lo, hi;
+            valid_cols(g, off, &lo, &hi);
+            const float *src = col + ((size_t)ch * kvol + (size_t)kk) * ld;
+            for (int r = r0; r < r0 + nr; r++, src += g->wo) {
+                int ti = r / g->ho * g->st - g->pt + i * g->dt;
+                int hi_ = r % g->ho * g->sh - g->ph + j * g->dh;
+                if (ti < 0 || ti >= g->t || hi_ < 0 || hi_ >= g->h)
+                    continue;
+                float *dst = gc + ((size_t)ti * g->h + (size_t)hi_) * g->w;
+                for (int wo = lo; wo < hi; wo++)
+                    dst[wo * g->sw + off] += src[wo];
+            }
+        }
+    }
+}
+
+/* Output rows per tile: as many as fit the budget, at least one. */
+static int tile_rows(const geom *g)
+{
+    size_t row = (size_t)g->c * g->kt * g->kh * g->kw * (size_t)g->wo * sizeof(float);
+    size_t n = tile_bytes / row;
+    size_t all = (size_t)g->to * (size_t)g->ho;
+    return (int)(n < 1 ? 1 : n > all ? all : n);
+}
+
+static float *col_alloc(const geom *g, int rows)
+{
+    size_t n = (size_t)g->c * g->kt * g->kh * g->kw * (size_t)rows * g->wo;
+    float *col = malloc(n * sizeof *col);
+    VT_ASSERT(col, "conv: out of memory for a %zu-byte column tile",
+              n * sizeof *col);
+    return col;
+}
+
+/* ==== Fast kernels ===================================================== */
+
+static void conv_forward(const geom *g, const float *x, const float *w,
+                         const float *b, float *y)
+{
+    const int og = g->o / g->groups, cg = g->c / g->groups;
+    const int kg = cg * g->kt * g->kh * g->kw;
+    const size_t p = (size_t)g->to * g->ho * g->wo;
+    const size_t xs = (size_t)g->c * g->t * g->h * g->w;
+    const int pointwise = is_pointwise(g);
+    const int rows = pointwise ? 0 : tile_rows(g);
+    float *col = pointwise ? NULL : col_alloc(g, rows);
+    const float beta = b ? 1.0f : 0.0f;
+
+    for (int n = 0; n < g->n; n++) {
+        const float *xn = x + (size_t)n * xs;
+        float *yn = y + (size_t)n * g->o * p;
+        if (b) {
+#pragma omp parallel for schedule(static) if ((size_t)g->o * p > 32768)
+            for (int o = 0; o < g->o; o++)
+                for (size_t i = 0; i < p; i++)
+                    yn[(size_t)o * p + i] = b[o];
+        }
+        if (pointwise) {
+            for (int gr = 0; gr < g->groups; gr++)
+                vt_sgemm(0, 0, og, (int)p, cg, 1.0f, w + (size_t)gr * og * kg, kg,
+                         xn + (size_t)gr * cg * p, (int)p, beta,
+                         yn + (size_t)gr * og * p, (int)p);
+            continue;
+        }
+        for (int r0 = 0; r0 < g->to * g->ho; r0 += rows) {
+            int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
+            int pt = nr * g->wo;
+            vol2col(g, xn, r0, nr, col);
+            for (int gr = 0; gr < g->groups; gr++)
+                vt_sgemm(0, 0, og, pt, kg, 1.0f, w + (size_t)gr * og * kg, kg,
+                         col + (size_t)gr * kg * pt, pt, beta,
+                         yn + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p);
+        }
+    }
+    free(col);
+}
+
+/* Adds into whichever of gx, gw, gb is not NULL. */
+static void conv_backward(const geom *g, const float *x, const float *w,
+                          const float *gy, float *gx, float *gw, float *gb)
+{
+    const int og = g->o / g->groups, cg = g->c / g->groups;
+    const int kg = cg * g->kt * g->kh * g->kw;
+    const size_t p = (size_t)g->to * g->ho * g->wo;
+    const size_t xs = (size_t)g->c * g->t * g->h * g->w;
+
+    if (gb) {
+#pragma omp parallel for schedule(static)
+        for (int o = 0; o < g->o; o++) {
+            double s = 0;
+            for (int n = 0; n < g->n; n++) {
+                const float *r = gy + ((size_t)n * g->o + (size_t)o) * p;
+                for (size_t i = 0; i < p; i++)
+                    s += r[i];
+            }
+            gb[o] += (float)s;
+        }
+    }
+    if (!gx && !gw)
+        return;
+
+    const int pointwise = is_pointwise(g);
+    const int rows = pointwise ? 0 : tile_rows(g);
+    float *col = pointwise ? NULL : col_alloc(g, rows);
+    for (int n = 0; n < g->n; n++) {
+        const float *xn = x + (size_t)n * xs;
+        const float *gyn = gy + (size_t)n * g->o * p;
+        float *gxn = gx ? gx + (size_t)n * xs : NULL;
+        if (pointwise) {
+            for (int gr = 0; gr < g->groups; gr++) {
+                const float *wg = w + (size_t)gr * og * kg;
+                const float *gyg = gyn + (size_t)gr * og * p;
+                if (gw)
+                    vt_sgemm(0, 1, og, cg, (int)p, 1.0f, gyg, (int)p,
+                             xn + (size_t)gr * cg * p, (int)p, 1.0f,
+                             gw + (size_t)gr * og * kg, kg);
+                if (gx)
+                    vt_sgemm(1, 0, cg, (int)p, og, 1.0f, wg, kg, gyg, (int)p,
+                             1.0f, gxn + (size_t)gr * cg * p, (int)p);
+            }
+            continue;
+        }
+        for (int r0 = 0; r0 < g->to * g->ho; r0 += rows) {
+            int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
+            int pt = nr * g->wo;
+            if (gw) {
+                vol2col(g, xn, r0, nr, col);
+                for (int gr = 0; gr < g->groups; gr++)
+                    vt_sgemm(0, 1, og, kg, pt, 1.0f,
+                             gyn + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p,
+                             col + (size_t)gr * kg * pt, pt, 1.0f,
+                             gw + (size_t)gr * og * kg, kg);
+            }
+            if (gx) {
+                for (int gr = 0; gr < g->groups; gr++)
+                    vt_sgemm(1, 0, kg, pt, og, 1.0f, w + (size_t)gr * og * kg, kg,
+                             gyn + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p,
+                             0.0f, col + (size_t)gr * kg * pt, pt);
+                col2vol(g, col, r0, nr, gxn);
+            }
+        }
+    }
+    free(col);
+}
+
+/* ==== Ops ============================================================== */
+
+/* Both ops record x, w (and b) as inputs and the geometry as saved state;
+ * w keeps its own shape, so its gradient lands in the tensor passed in. */
+static void conv_op_backward(vt_ctx *c, vt_node *nd)
+{
+    const geom *g = nd->saved;
+    vt_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->n_in > 2 ? nd->in[2] : NULL;
+    vt_tensor *y = nd->out[0];
+    float *gx = x->requires_grad ? vt_grad(c, x) : NULL;
+    float *gw = w->requires_grad ? vt_grad(c, w) : NULL;
+    float *gb = b && b->requires_grad ? vt_grad(c, b) : NULL;
+    conv_backward(g, x->data, w->data, y->grad, gx, gw, gb);
+}
+const vt_op_def vt_op_conv3d = {"conv3d", conv_op_backward};
+const vt_op_def vt_op_conv2d_frames = {"conv2d_frames", conv_op_backward};
+
+static vt_tensor *conv_run(vt_ctx *c, const vt_op_def *op, const geom *g,
+                           vt_tensor *x, vt_tensor *w, vt_tensor *b)
+{
+    char buf[64];
+    if (b)
+        VT_ASSERT(b->numel == (size_t)g->o, "conv: bias %s for %d filters",
+                  vt_shape_str(b, buf, sizeof buf), g->o);
+    vt_tensor *y = vt_empty(c, 5, g->n, g->o, g->to, g->ho, g->wo);
+    conv_forward(g, x->data, w->data, b ? b->data : NULL, y->data);
+    vt_tensor *in[3] = {x, w, b};
+    int n_in = b ? 3 : 2;
+    if (vt_needs_grad(c, n_in, in)) {
+        geom *s = vt_arena_alloc(&c->arena, sizeof *s);
+        *s = *g;
+        vt_record(c, op, n_in, in, 1, &y, s);
+    }
+    return y;
+}
+
+vt_tensor *vt_conv3d(vt_ctx *c, vt_tensor *x, vt_tensor *w, vt_tensor *b,
+                     const vt_conv3d_args *a)
+{
+    geom g;
+    geom_from_3d(&g, x, w, a);
+    return conv_run(c, &vt_op_conv3d, &g, x, w, b);
+}
+
+vt_tensor *vt_conv2d_frames(vt_ctx *c, vt_tensor *x, vt_tensor *w,
+                            vt_tensor *b, const vt_conv2d_args *a)
+{
+    char buf[64];
+    VT_ASSERT(w->ndim == 4, "conv2d_frames: w must be (O, C/groups, kh, kw), got %s",
+              vt_shape_str(w, buf, sizeof buf));
+    vt_conv3d_args a3 = {
+        .stride = {1, a->stride[0], a->stride[1]},
+        .pad = {0, a->pad[0], a->pad[1]},
+        .dilation = {1, a->dilation[0], a->dilation[1]},
+        .groups = a->groups,
+    };
+    geom g;
+    geom_init(&g, x, w->shape[0], w->shape[1], 1, w->shape[2], w->shape[3], &a3);
+    return conv_run(c, &vt_op_conv2d_frames, &g, x, w, b);
+}
+
+/* ==== Reference kernels ================================================ */
+
+/* Direct loops, no BLAS, no threads: the definition the fast path is
+ * tested against. Sums in double. */
+
+/* Flat index of x[n, ch, ti, hi, wi], or -1 when the tap falls in padding. */
+static long tap(const geom *g, int n, int ch, int to, int ho, int wo, int i,
+                int j, int l)
+{
+    int ti = to * g->st - g->pt + i * g->dt;
+    int hi = ho * g->sh - g->ph + j * g->dh;
+    int wi = wo * g->sw - g->pw + l * g->dw;
+    if (ti < 0 || ti >= g->t || hi < 0 || hi >= g->h || wi < 0 || wi >= g->w)
+        return -1;
+    return (((long)n * g->c + ch) * g->t + ti) * (long)g->h * g->w +
+           (long)hi * g->w + wi;
+}
+
+void vt_conv3d_ref_forward(const vt_tensor *x, const vt_tensor *w,
+                           const vt_tensor *b, const vt_conv3d_args *a,
+                           vt_tensor *y)
+{
+    geom g;
+    geom_from_3d(&g, x, w, a);
+    VT_ASSERT(y->ndim == 5 && y->shape[0] == g.n && y->shape[1] == g.o &&
+                  y->shape[2] == g.to && y->shape[3] == g.ho && y->shape[4] == g.wo,
+              "conv3d_ref_forward: y has the wrong shape");
+    const int og = g.o / g.groups, cg = g.c / g.groups;
+    float *yv = y->data;
+    for (int n = 0; n < g.n; n++)
+        for (int o = 0; o < g.o; o++)
+            for (int to = 0; to < g.to; to++)
+                for (int ho = 0; ho < g.ho; ho++)
+                    for (int wo = 0; wo < g.wo; wo++) {
+                        double s = b ? b->data[o] : 0.0;
+                        for (int ci = 0; ci < cg; ci++)
+                            for (int i = 0; i < g.kt; i++)
+                                for (int j = 0; j < g.kh; j++)
+                                    for (int l = 0; l < g.kw; l++) {
+                                        long xi = tap(&g, n, o / og * cg + ci, to,
+                                                      ho, wo, i, j, l);
+                                        if (xi < 0)
+                                            continue;
+                                        size_t wi = (((size_t)o * cg + ci) * g.kt + i) *
+                                                        g.kh * g.kw + (size_t)j * g.kw + l;
+                                        s += (double)x->data[xi] * w->data[wi];
+                                    }
+                        *yv++ = (float)s;
+                    }
+}
+
+void vt_conv3d_ref_backward(const vt_tensor *x, const vt_tensor *w,
+                            const vt_conv3d_args *a, const float *gy,
+                            float *gx, float *gw, float *gb)
+{
+    geom g;
+    geom_from_3d(&g, x, w, a);
+    const int og = g.o / g.groups, cg = g.c / g.groups;
+    const size_t p = (size_t)g.to * g.ho * g.wo;
+    if (gb)
+        for (int o = 0; o < g.o; o++) {
+            double s = 0;
+            for (int n = 0; n < g.n; n++)
+                for (size_t i = 0; i < p; i++)
+                    s += gy[((size_t)n * g.o + o) * p + i];
+            gb[o] += (float)s;
+        }
+    if (gw)
+        for (int o = 0; o < g.o; o++)
+            for (int ci = 0; ci < cg; ci++)
+                for (int i = 0; i < g.kt; i++)
+                    for (int j = 0; j < g.kh; j++)
+                        for (int l = 0; l < g.kw; l++) {
+                            double s = 0;
+                            const float *gyo = gy + (size_t)o * p;
+                            for (int n = 0; n < g.n; n++, gyo += (size_t)g.o * p)
+                                for (int to = 0; to < g.to; to++)
+                                    for (int ho = 0; ho < g.ho; ho++)
+                                        for (int wo = 0; wo < g.wo; wo++) {
+                                            long xi = tap(&g, n, o / og * cg + ci,
+                                                          to, ho, wo, i, j, l);
+                                            if (xi >= 0)
+                                                s += (double)gyo[((size_t)to * g.ho + ho) *
+                                                                 g.wo + wo] * x->data[xi];
+                                        }
+                            gw[(((size_t)o * cg + ci) * g.kt + i) * g.kh * g.kw +
+                               (size_t)j * g.kw + l] += (float)s;
+                        }
+    if (gx)
+        for (int n = 0; n < g.n; n++)
+            for (int o = 0; o < g.o; o++)
+                for (int to = 0; to < g.to; to++)
+                    for (int ho = 0; ho < g.ho; ho++)
+                        for (int wo = 0; wo < g.wo; wo++) {
+                            float d = gy[(((size_t)n * g.o + o) * g.to + to) * g.ho * g.wo +
+                                         (size_t)ho * g.wo + wo];
+                            for (int ci = 0; ci < cg; ci++)
+                                for (int i = 0; i < g.kt; i++)
+                                    for (int j = 0; j < g.kh; j++)
+                                        for (int l = 0; l < g.kw; l++) {
+                                            long xi = tap(&g, n, o / og * cg + ci, to,
+                                                          ho, wo, i, j, l);
+                                            if (xi >= 0)
+                                                gx[xi] += d * w->data[(((size_t)o * cg + ci) *
+                                                                           g.kt + i) * g.kh * g.kw +
+                                                                          (size_t)j * g.kw + l];
+                                        }
+                        }
+}
