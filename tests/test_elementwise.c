@@ -1,6 +1,6 @@
 /* test_elementwise.c - relu, sigmoid, tanh, dropout, add, mul:
  * finite differences and dropout's statistics. (PyTorch parity for these
- * ops is in test_parity.c.) */
+ * ops is in test_parity_elementwise.c.) */
 #include "vt_test.h"
 
 #include <math.h>

@@ -43,6 +43,10 @@ double vtt_gradcheck(const char *what, vtt_fn f, void *ud, int n_in,
 {
     vt_ctx run;
     vt_ctx_init(&run, 1234);
+    /* Small chunks: thousands of tiny evaluations, and meson's
+     * MALLOC_PERTURB_ makes every freed byte cost a write. */
+    vt_arena_free(&run.arena);
+    vt_arena_init(&run.arena, (size_t)1 << 20);
     run.training = o->training;
     uint64_t counter0 = run.rng.counter;
     int max_checks = o->max_checks ? o->max_checks : 512;
@@ -167,6 +171,8 @@ void vtt_backward_fixture(vt_ctx *c, vt_tensor *y, hid_t f, const char *kase)
     snprintf(path, sizeof path, "%s/gy", kase);
     vt_ctx tmp;
     vt_ctx_init(&tmp, 0);
+    vt_arena_free(&tmp.arena);
+    vt_arena_init(&tmp.arena, (size_t)1 << 16);
     vt_tensor *gy = vtt_load(&tmp, f, path, 0);
     ck_assert_msg(gy->numel == y->numel, "%s: gy has %zu elements, y %zu", kase,
                   gy->numel, y->numel);
