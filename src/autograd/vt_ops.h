@@ -126,6 +126,8 @@ vt_tensor *vt_flatten(vt_ctx *c, vt_tensor *x);
 vt_tensor *vt_permute(vt_ctx *c, vt_tensor *x, const int *perm);
 /* torch.cat(xs, axis): shapes equal except along axis. */
 vt_tensor *vt_concat(vt_ctx *c, int n, vt_tensor *const *xs, int axis);
+/* x.narrow(axis, start, length): a copy of the window, axis kept. */
+vt_tensor *vt_narrow(vt_ctx *c, vt_tensor *x, int axis, int start, int length);
 /* x.mean(axis) with the axis removed. For (N, T, F) and axis 1: mean over
  * time. */
 vt_tensor *vt_mean(vt_ctx *c, vt_tensor *x, int axis);
