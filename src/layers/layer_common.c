@@ -34,7 +34,7 @@ int vt_layer_need_single(vt_model *m, vt_layer *l, char *err, size_t errlen)
 int vt_layer_init_spec(vt_model *m, vt_layer *l, vt_init_spec *sp, char *err, size_t errlen)
 {
     const char *s = vt_ini_str(l->sec, "init", "default");
-    sp->bias = (float)vt_ini_float(l->sec, "bias_init", 0.0);
+    sp->bias = 0;
     sp->a = 0;
     static const struct {
         const char *name;
@@ -67,9 +67,13 @@ int vt_layer_init_spec(vt_model *m, vt_layer *l, vt_init_spec *sp, char *err, si
                 return vt_ini_errorf(m->cfg, l->sec, "init", err, errlen,
                                      "'%s' takes no argument", word);
         }
+        /* Read only when it applies: a default recorded for the default
+         * init would make the serialized config (checkpoints) fail here. */
         if (sp->kind == INIT_DEFAULT && vt_ini_has(l->sec, "bias_init"))
             return vt_ini_errorf(m->cfg, l->sec, "bias_init", err, errlen,
                                  "bias_init needs a non-default init");
+        if (sp->kind != INIT_DEFAULT)
+            sp->bias = (float)vt_ini_float(l->sec, "bias_init", 0.0);
         return 0;
     }
 bad:

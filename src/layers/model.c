@@ -175,8 +175,6 @@ int vt_model_build(vt_model *m, vt_ini *cfg, char *err, size_t errlen)
                              "(T, classes) per frame with classes = %d, but it outputs %s",
                              m->classes, vt_layer_shape_str(last->ndim, last->shape, sh, sizeof sh));
     m->per_frame = last->ndim == 2;
-    if (vt_ini_check_used(cfg, err, errlen))
-        return -1;
 
     vt_store_finalize(&m->store);
     vt_rng r = {m->seed, 0};

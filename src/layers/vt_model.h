@@ -84,7 +84,8 @@ void vt_model_schema(vt_ini_schema *out,
                      const vt_ini_section_schema *const *extra, int n_extra);
 
 /* Builds the model from cfg's [model] and layer sections: shapes checked,
- * parameters registered and initialised from [model] seed. */
+ * parameters registered and initialised from [model] seed. The caller
+ * runs vt_ini_check_used() once every other section has been read too. */
 int vt_model_build(vt_model *m, vt_ini *cfg, char *err, size_t errlen);
 void vt_model_free(vt_model *m);
 
