@@ -20,6 +20,23 @@ typedef struct {
     double fps;
     /* Stop after this many output frames (0 = all). */
     int max_frames;
+    /* libavcodec decoder threads (0 or 1 = decode in the calling thread,
+     * the right choice when several files are decoded in parallel; > 1 lets
+     * the codec use frame/slice threads). The output is identical either
+     * way: FFmpeg's decoders are bit-exact across thread counts. */
+    int threads;
+    /* A truncated file (its container declares more data than the file
+     * holds, or the last packet is cut short) is an error by default, like
+     * every other broken file. Set this to return the frames that decode
+     * before the cut instead (vt_frames.truncated is then 1). */
+    int allow_truncated;
+    /* Start here (seconds from the start of the stream) instead of at the
+     * first frame: the decoder seeks to the keyframe before it and drops
+     * what precedes it, so a short clip from a long video costs little.
+     * With fps = 0 the first frame returned is the one nearest to
+     * start_time (or the first after it); with fps > 0 the output instants
+     * are start_time + k / fps. */
+    double start_time;
 } vt_decode_opts;
 
 typedef struct {
@@ -28,11 +45,15 @@ typedef struct {
     double fps;     /* of the returned frames */
     int src_w, src_h;
     double src_fps;
+    int truncated;  /* the file is cut short (only with allow_truncated) */
 } vt_frames;
 
-/* Decodes every frame of the first video stream found in the file (the
- * frame count is what actually decodes, not the header's). A file that
- * decodes zero frames is an error. */
+/* Decodes every frame of the file's video stream, wherever it is (the
+ * frame count is what actually decodes, not the header's). o may be NULL
+ * (source size, every frame). A missing, empty, non-media, video-less,
+ * truncated or undecodable file returns -1 with one line "<path>: <reason>"
+ * in err and out->data NULL (docs/data.md lists the reasons); the work on a
+ * damaged stream is bounded, so it never hangs. Thread-safe. */
 int vt_video_decode(const char *path, const vt_decode_opts *o, vt_frames *out,
                     char *err, size_t errlen);
 void vt_frames_free(vt_frames *f);
