@@ -31,6 +31,7 @@ static void usage(FILE *f)
             "  --dry-run            build the model, print its layer table and exit\n"
             "  --stop-after N       stop after N steps of this invocation, with a checkpoint\n"
             "  --quiet              no progress output\n"
+            "  --help-config        print the reference of every config section and key\n"
             "See docs/config.md for the config language.\n");
 }
 
@@ -66,6 +67,10 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
+            free(sets);
+            return 0;
+        } else if (!strcmp(a, "--help-config")) {
+            vt_run_print_reference(stdout);
             free(sets);
             return 0;
         } else if (!strcmp(a, "--dry-run")) {

@@ -215,3 +215,46 @@ void vt_run_free(vt_run *r)
     vt_ini_free(&r->ini);
     memset(r, 0, sizeof *r);
 }
+
+/* ==== Reference ========================================================= */
+
+static const char *type_name(const vt_ini_key *k)
+{
+    switch (k->type) {
+    case VT_INI_INT: return "int";
+    case VT_INI_FLOAT: return "float";
+    case VT_INI_BOOL: return "bool";
+    case VT_INI_STRING: return k->choices ? "choice" : "string";
+    case VT_INI_SHAPE3: return "TxHxW";
+    case VT_INI_SHAPE2: return "HxW";
+    case VT_INI_DIMS: return "AxBx...";
+    case VT_INI_INTS: return "int list";
+    case VT_INI_STRINGS: return "name list";
+    }
+    return "?";
+}
+
+void vt_run_print_reference(FILE *f)
+{
+    vt_ini_schema sc;
+    vt_run_schema(&sc);
+    for (int pass = 0; pass < 2; pass++) {
+        fprintf(f, "### %s\n\n", pass ? "Layer sections `[TYPE NAME]`" : "Run sections `[TYPE]`");
+        for (int i = 0; i < sc.n_sections; i++) {
+            const vt_ini_section_schema *s = sc.sections[i];
+            if ((s->kind == VT_INI_LAYER) != pass)
+                continue;
+            fprintf(f, "#### `[%s%s]`%s\n\n%s.\n\n| key | type | required | meaning |\n"
+                       "|---|---|---|---|\n", s->type, pass ? " NAME" : "",
+                    s->required ? " (required)" : "", s->doc ? s->doc : "");
+            for (int k = 0; k < s->n_keys; k++) {
+                const vt_ini_key *key = &s->keys[k];
+                fprintf(f, "| `%s` | %s%s%s%s | %s | %s |\n", key->key, type_name(key),
+                        key->choices ? " `" : "", key->choices ? key->choices : "",
+                        key->choices ? "`" : "", key->flags & VT_INI_REQUIRED ? "yes" : "",
+                        key->doc ? key->doc : "");
+            }
+            fprintf(f, "\n");
+        }
+    }
+}

@@ -51,6 +51,9 @@ typedef struct {
 
 /* Every section a run config may hold. */
 void vt_run_schema(vt_ini_schema *out);
+/* Markdown tables of every section and key (docs/config.md embeds them;
+ * a test keeps the two equal). */
+void vt_run_print_reference(FILE *f);
 
 /* Parses (from a file, or from text a checkpoint stored, when text is
  * set: then path names it in messages), applies the overrides, builds the
