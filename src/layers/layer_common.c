@@ -81,10 +81,27 @@ bad:
                          "unknown init '%s' (default, normal STD, uniform A, xavier, kaiming, zeros)", s);
 }
 
+/* One generator stream per tensor, element i from hash(seed, stream, i):
+ * the fill is parallel and still a function of the seed alone (C3D's 78 M
+ * weights would take seconds one by one). */
 void vt_fill_uniform(vt_rng *r, float *x, size_t n, float bound)
 {
+    uint64_t seed = r->seed, stream = vt_rng_next_stream(r);
+#pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
-        x[i] = (2.0f * vt_rng_uniform(r) - 1.0f) * bound;
+        x[i] = (2.0f * vt_hash_uniform(seed, stream, i) - 1.0f) * bound;
+}
+
+static void fill_normal(vt_rng *r, float *x, size_t n, float std)
+{
+    uint64_t seed = r->seed, stream = vt_rng_next_stream(r);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        /* Box-Muller on two hashes of the element index. */
+        double u1 = ((double)(vt_hash64(seed, stream, 2 * i) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+        double u2 = (double)(vt_hash64(seed, stream, 2 * i + 1) >> 11) * (1.0 / 9007199254740992.0);
+        x[i] = std * (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
 }
 
 void vt_layer_init_wb(const vt_init_spec *sp, vt_rng *r, vt_tensor *w, vt_tensor *b,
@@ -98,8 +115,7 @@ void vt_layer_init_wb(const vt_init_spec *sp, vt_rng *r, vt_tensor *w, vt_tensor
             vt_fill_uniform(r, b->data, b->numel, bound);
         return;
     case INIT_NORMAL:
-        for (size_t i = 0; i < w->numel; i++)
-            w->data[i] = sp->a * vt_rng_normal(r);
+        fill_normal(r, w->data, w->numel, sp->a);
         break;
     case INIT_UNIFORM:
         vt_fill_uniform(r, w->data, w->numel, sp->a);
@@ -107,12 +123,9 @@ void vt_layer_init_wb(const vt_init_spec *sp, vt_rng *r, vt_tensor *w, vt_tensor
     case INIT_XAVIER:
         vt_fill_uniform(r, w->data, w->numel, sqrtf(6.0f / (float)(fan_in + fan_out)));
         break;
-    case INIT_KAIMING: {
-        float std = sqrtf(2.0f / (float)fan_in);
-        for (size_t i = 0; i < w->numel; i++)
-            w->data[i] = std * vt_rng_normal(r);
+    case INIT_KAIMING:
+        fill_normal(r, w->data, w->numel, sqrtf(2.0f / (float)fan_in));
         break;
-    }
     case INIT_ZEROS:
         memset(w->data, 0, w->numel * sizeof(float));
         break;

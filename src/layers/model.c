@@ -31,18 +31,18 @@ const vt_ini_section_schema vt_model_ini_schema = {
     "model", VT_INI_RUN, MODEL_KEYS, (int)(sizeof MODEL_KEYS / sizeof MODEL_KEYS[0]), 1,
     "the model's input, classes and init seed; layers follow as [TYPE NAME] sections"};
 
-void vt_model_schema(vt_ini_schema *out, const vt_ini_section_schema *const *extra,
+void vt_model_schema(vt_schema_buf *out, const vt_ini_section_schema *const *extra,
                      int n_extra)
 {
-    static const vt_ini_section_schema *all[64];
+    VT_ASSERT(n_extra + 1 + N_LAYER_TYPES <= VT_MODEL_MAX_SECTIONS, "too many sections");
     int n = 0;
-    all[n++] = &vt_model_ini_schema;
-    for (int i = 0; i < n_extra && n < 64; i++)
-        all[n++] = extra[i];
-    for (int i = 0; i < N_LAYER_TYPES && n < 64; i++)
-        all[n++] = LAYER_TYPES[i]->schema;
-    out->sections = all;
-    out->n_sections = n;
+    out->storage[n++] = &vt_model_ini_schema;
+    for (int i = 0; i < n_extra; i++)
+        out->storage[n++] = extra[i];
+    for (int i = 0; i < N_LAYER_TYPES; i++)
+        out->storage[n++] = LAYER_TYPES[i]->schema;
+    out->ini.sections = out->storage;
+    out->ini.n_sections = n;
 }
 
 static const vt_layer_type *type_of(const vt_ini_section *s)
@@ -65,6 +65,25 @@ int vt_model_param(vt_model *m, vt_layer *l, const char *suffix, int ndim,
     m->store.p[idx].lr_mult = l->lr_mult;
     l->param[l->n_params++] = idx;
     return idx;
+}
+
+/* A batch norm fused into layer A registers "A_bn.*", so a layer named
+ * "A_bn" would register the same names; checkpoints address parameters by
+ * name, so the second one is an error. */
+static int check_unique_params(vt_model *m, char *err, size_t errlen)
+{
+    for (int i = 0; i < m->n; i++)
+        for (int a = 0; a < m->layers[i].n_params; a++) {
+            const char *name = m->store.p[m->layers[i].param[a]].name;
+            for (int j = 0; j <= i; j++)
+                for (int b = 0; b < (j < i ? m->layers[j].n_params : a); b++)
+                    if (strcmp(name, m->store.p[m->layers[j].param[b]].name) == 0)
+                        return vt_ini_errorf(m->cfg, m->layers[i].sec, NULL, err, errlen,
+                                             "parameter '%s' is already registered by layer "
+                                             "'%s' (a layer's fused batch norm is NAME_bn): "
+                                             "rename one of them", name, m->layers[j].name);
+        }
+    return 0;
 }
 
 static int find_layer(const vt_model *m, int upto, const char *name)
@@ -167,6 +186,8 @@ int vt_model_build(vt_model *m, vt_ini *cfg, char *err, size_t errlen)
         if (wire(m, i, err, errlen) || l->type->build(m, l, err, errlen))
             return -1;
     }
+    if (check_unique_params(m, err, errlen))
+        return -1;
     vt_layer *last = &m->layers[m->n - 1];
     char sh[64];
     if (!((last->ndim == 1 || last->ndim == 2) && last->shape[last->ndim - 1] == m->classes))

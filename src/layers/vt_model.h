@@ -77,10 +77,17 @@ struct vt_model {
     int per_frame;              /* output is (T, classes) */
 };
 
+/* A schema and the storage its section list points into. */
+#define VT_MODEL_MAX_SECTIONS 48
+typedef struct {
+    const vt_ini_section_schema *storage[VT_MODEL_MAX_SECTIONS];
+    vt_ini_schema ini;
+} vt_schema_buf;
+
 /* The schema of every section a run config may hold: [model], each layer
  * type, and extra run sections given by the caller (train, data, optim,
- * schedule). */
-void vt_model_schema(vt_ini_schema *out,
+ * schedule). Use &out->ini. */
+void vt_model_schema(vt_schema_buf *out,
                      const vt_ini_section_schema *const *extra, int n_extra);
 
 /* Builds the model from cfg's [model] and layer sections: shapes checked,

@@ -56,7 +56,7 @@ const vt_ini_section_schema vt_data_ini_schema = {
     "data", VT_INI_RUN, DATA_KEYS, (int)(sizeof DATA_KEYS / sizeof DATA_KEYS[0]), 0,
     "where the videos are and how clips are sampled"};
 
-void vt_run_schema(vt_ini_schema *out)
+void vt_run_schema(vt_schema_buf *out)
 {
     static const vt_ini_section_schema *const extra[] = {
         &vt_train_ini_schema, &vt_data_ini_schema, &vt_optim_ini_schema,
@@ -179,7 +179,7 @@ int vt_run_load(vt_run *r, const char *path, const char *text, const char *const
 {
     memset(r, 0, sizeof *r);
     vt_run_schema(&r->schema);
-    vt_ini_init(&r->ini, &r->schema);
+    vt_ini_init(&r->ini, &r->schema.ini);
     int rc = text ? vt_ini_parse_string(&r->ini, text, path, err, errlen)
                   : vt_ini_parse_file(&r->ini, path, err, errlen);
     for (int i = 0; !rc && i < n_sets; i++)
@@ -236,8 +236,9 @@ static const char *type_name(const vt_ini_key *k)
 
 void vt_run_print_reference(FILE *f)
 {
-    vt_ini_schema sc;
-    vt_run_schema(&sc);
+    vt_schema_buf buf;
+    vt_run_schema(&buf);
+    const vt_ini_schema sc = buf.ini;
     for (int pass = 0; pass < 2; pass++) {
         fprintf(f, "### %s\n\n", pass ? "Layer sections `[TYPE NAME]`" : "Run sections `[TYPE]`");
         for (int i = 0; i < sc.n_sections; i++) {

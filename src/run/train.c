@@ -295,8 +295,6 @@ int vt_train_run(const vt_train_opts *o, char *err, size_t errlen)
     int tty = isatty(STDERR_FILENO) && !o->quiet;
 
     vt_set_threads(r.train.threads > 0 ? r.train.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-    if (vt_mkdirs(r.train.out_dir, err, errlen))
-        goto out;
     r.data.warn = warn_video;
     if (vt_loader_open(&r.data, VT_TRAIN, &train, err, errlen))
         goto out;
@@ -368,6 +366,10 @@ int vt_train_run(const vt_train_opts *o, char *err, size_t errlen)
                "%d missing, %d unused\n", r.train.init_from, pr.loaded, pr.shape, pr.missing,
                pr.unused);
     }
+    /* Only now, with data, config and checkpoints checked, does the run
+     * directory get created: a failed start leaves nothing behind. */
+    if (vt_mkdirs(r.train.out_dir, err, errlen))
+        goto out;
     snprintf(path, sizeof path, "%s/config.ini", r.train.out_dir);
     if (vt_write_file_atomic(path, config_text, strlen(config_text), err, errlen))
         goto out;
@@ -395,7 +397,6 @@ int vt_train_run(const vt_train_opts *o, char *err, size_t errlen)
     vt_loader_stats_get(train, &ls);
     wait0 = ls.wait_s;
     rc = VT_TRAIN_DONE;
-    int validated_at_end = 0;
     while (opt.step < total) {
         const vt_batch *b;
         int got = vt_loader_next(train, &b, err, errlen);
@@ -411,7 +412,6 @@ int vt_train_run(const vt_train_opts *o, char *err, size_t errlen)
                     rc = VT_TRAIN_FAILED;
                     break;
                 }
-                validated_at_end = opt.step >= total;
                 write_curves(r.train.out_dir, &h, r.model.name);
             }
             char ep[64];
@@ -514,8 +514,17 @@ int vt_train_run(const vt_train_opts *o, char *err, size_t errlen)
     if (tty && !o->quiet)
         fprintf(stderr, "\n");
     if (rc == VT_TRAIN_DONE) {
-        /* The last epoch's end has not been seen when steps ran out. */
-        if (!validated_at_end && validate(&sv, &test, opt.step, tty, err, errlen, &h))
+        /* The loop ends on the step count, before the loader reports the
+         * last epoch's end: close that epoch here. */
+        if (sv.epoch_step == per_epoch) {
+            sv.epoch++;
+            sv.epoch_step = 0;
+            char ep[64];
+            snprintf(ep, sizeof ep, "epoch_%03lld.h5", (long long)sv.epoch);
+            if (r.train.save_epochs && save_ckpt(&sv, ep, err, errlen))
+                rc = VT_TRAIN_FAILED;
+        }
+        if (rc == VT_TRAIN_DONE && validate(&sv, &test, opt.step, tty, err, errlen, &h))
             rc = VT_TRAIN_FAILED;
         if (rc == VT_TRAIN_DONE && save_ckpt(&sv, "last.h5", err, errlen))
             rc = VT_TRAIN_FAILED;

@@ -39,7 +39,7 @@ typedef struct {
 
 typedef struct {
     vt_ini ini;
-    vt_ini_schema schema;
+    vt_schema_buf schema;
     vt_model model;
     vt_train_config train;
     vt_data_config data;
@@ -50,7 +50,7 @@ typedef struct {
 } vt_run;
 
 /* Every section a run config may hold. */
-void vt_run_schema(vt_ini_schema *out);
+void vt_run_schema(vt_schema_buf *out);
 /* Markdown tables of every section and key (docs/config.md embeds them;
  * a test keeps the two equal). */
 void vt_run_print_reference(FILE *f);

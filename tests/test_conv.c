@@ -1,0 +1,466 @@
+/* test_conv.c - conv3d and conv2d_frames: finite differences, the fast
+ * (vol2col + GEMM, tiled) kernels against the direct-loop reference, PyTorch
+ * parity from tests/fixtures/conv.h5 (tools/fixtures/gen_conv.py), output
+ * shapes, and thread-count determinism.
+ *
+ * Tile boundaries: vt_conv_set_tile_bytes() (op_conv3d_internal.h) shrinks
+ * the column budget so these small shapes run as many tiles, down to a
+ * single output row per tile. */
+#include "vt_test.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "op_conv3d_internal.h"
+
+/* Conv is linear in each input, so a large step has no truncation error
+ * and keeps the fp32 rounding of the summed objective small against it. */
+static const vtt_gc_opts GC = {.eps = 1e-2, .rtol = 1e-3, .atol = 1e-3};
+
+typedef struct {
+    int x[5], w[5];
+    vt_conv3d_args a;
+    int bias;
+} conv_case;
+
+/* The spec's shapes: odd sizes, 3x3x3 / 1x3x3 / 2x1x3 kernels, strides
+ * (1,2,2) and (2,1,2), padding (1,1,1) and (0,2,1), dilation 2, groups 2,
+ * no bias, and the 1x1x1 shortcut. */
+static const conv_case GC_CASES[] = {
+    {{1, 3, 5, 7, 6}, {2, 3, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+    {{2, 2, 4, 7, 8}, {3, 2, 1, 3, 3}, {{1, 2, 2}, {0, 1, 1}, {1, 1, 1}, 1}, 1},
+    {{1, 3, 6, 5, 7}, {2, 3, 2, 1, 3}, {{2, 1, 2}, {0, 2, 1}, {1, 1, 1}, 1}, 0},
+    {{1, 2, 6, 7, 7}, {2, 2, 3, 3, 3}, {{1, 1, 1}, {2, 1, 2}, {2, 2, 2}, 1}, 1},
+    {{2, 4, 3, 5, 5}, {4, 2, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 2}, 1},
+    {{2, 3, 2, 3, 4}, {4, 3, 1, 1, 1}, {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}, 0}, 1},
+};
+#define N_GC_CASES ((int)(sizeof GC_CASES / sizeof GC_CASES[0]))
+
+static vt_tensor *f_conv3d(vt_ctx *c, vt_tensor *const *in, void *ud)
+{
+    const conv_case *k = ud;
+    return vt_conv3d(c, in[0], in[1], k->bias ? in[2] : NULL, &k->a);
+}
+
+static vt_tensor *f_conv2d(vt_ctx *c, vt_tensor *const *in, void *ud)
+{
+    const vt_conv2d_args *a = ud;
+    return vt_conv2d_frames(c, in[0], in[1], in[2], a);
+}
+
+START_TEST(gradcheck_conv3d)
+{
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    for (int s = 0; s < N_GC_CASES; s++) {
+        const conv_case *k = &GC_CASES[s];
+        vt_ctx_reset(&c);
+        vt_tensor *in[3] = {
+            vtt_rand(&c, 5, k->x, -1, 1, 10 + s, 1),
+            vtt_rand(&c, 5, k->w, -0.5f, 0.5f, 20 + s, 1),
+            vtt_rand(&c, 1, k->w, -1, 1, 30 + s, 1),
+        };
+        char what[32];
+        snprintf(what, sizeof what, "conv3d case %d", s);
+        double r = vtt_gradcheck(what, f_conv3d, (void *)k, k->bias ? 3 : 2, in, &GC);
+        printf("gradcheck %s: worst err/tol %.3f\n", what, r);
+    }
+    vt_ctx_free(&c);
+}
+END_TEST
+
+START_TEST(gradcheck_conv2d_frames)
+{
+    static const int xs[2][5] = {{2, 3, 3, 6, 5}, {1, 4, 2, 7, 6}};
+    static const int ws[2][4] = {{4, 3, 3, 3}, {4, 2, 2, 3}};
+    static const vt_conv2d_args as[2] = {
+        {{2, 2}, {1, 1}, {1, 1}, 1},
+        {{1, 2}, {1, 0}, {2, 1}, 2},
+    };
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    for (int s = 0; s < 2; s++) {
+        vt_ctx_reset(&c);
+        vt_tensor *in[3] = {
+            vtt_rand(&c, 5, xs[s], -1, 1, 40 + s, 1),
+            vtt_rand(&c, 4, ws[s], -0.5f, 0.5f, 50 + s, 1),
+            vtt_rand(&c, 1, ws[s], -1, 1, 60 + s, 1),
+        };
+        double r = vtt_gradcheck("conv2d_frames", f_conv2d, (void *)&as[s], 3, in, &GC);
+        printf("gradcheck conv2d_frames case %d: worst err/tol %.3f\n", s, r);
+    }
+    vt_ctx_free(&c);
+}
+END_TEST
+
+/* ==== Fast kernels against the reference ============================== */
+
+/* Runs the op (forward and a backward seeded with a random gy) and the
+ * reference kernels on the same data; compares y, gx, gw, gb. Returns the
+ * worst err/tol. */
+static double fast_vs_ref(vt_ctx *c, const conv_case *k, uint64_t seed)
+{
+    const double rtol = 1e-4, atol = 1e-5;
+    vt_ctx_reset(c);
+    vt_tensor *x = vtt_rand(c, 5, k->x, -1, 1, seed, 1);
+    vt_tensor *w = vtt_rand(c, 5, k->w, -0.5f, 0.5f, seed + 1, 1);
+    vt_tensor *b = k->bias ? vtt_rand(c, 1, k->w, -1, 1, seed + 2, 1) : NULL;
+    vt_tensor *y = vt_conv3d(c, x, w, b, &k->a);
+    float *gy = malloc(y->numel * sizeof *gy);
+    vtt_fill(gy, y->numel, -1, 1, seed + 3);
+    vt_backward_seed(c, y, gy);
+
+    vt_tensor *yr = vt_tensor_like(c, y);
+    vt_conv3d_ref_forward(x, w, b, &k->a, yr);
+    float *gx = calloc(x->numel, sizeof *gx), *gw = calloc(w->numel, sizeof *gw);
+    float *gb = calloc(k->w[0], sizeof *gb);
+    vt_conv3d_ref_backward(x, w, &k->a, gy, gx, gw, b ? gb : NULL);
+
+    double worst = vtt_assert_close("fast vs ref: y", y->data, yr->data, y->numel, rtol, atol);
+    worst = fmax(worst, vtt_assert_close("fast vs ref: gx", x->grad, gx, x->numel, rtol, atol));
+    worst = fmax(worst, vtt_assert_close("fast vs ref: gw", w->grad, gw, w->numel, rtol, atol));
+    if (b)
+        worst = fmax(worst, vtt_assert_close("fast vs ref: gb", b->grad, gb, b->numel, rtol, atol));
+    free(gy);
+    free(gx);
+    free(gw);
+    free(gb);
+    return worst;
+}
+
+START_TEST(fast_matches_reference)
+{
+    static const conv_case cases[] = {
+        /* conv2a-like: 3x3x3, pad 1, 13 x 5 = 65 output rows */
+        {{2, 6, 5, 13, 11}, {8, 6, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        {{1, 4, 7, 9, 10}, {6, 4, 2, 1, 3}, {{2, 1, 2}, {0, 2, 1}, {1, 1, 1}, 1}, 0},
+        {{2, 4, 6, 8, 9}, {6, 2, 3, 3, 2}, {{1, 2, 1}, {2, 1, 0}, {2, 2, 1}, 2}, 1},
+        {{1, 5, 4, 6, 7}, {3, 5, 1, 3, 3}, {{1, 2, 2}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        {{2, 8, 3, 5, 6}, {5, 8, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},
+        /* 1x1x1 with stride: not the shortcut, goes through vol2col */
+        {{1, 4, 5, 7, 7}, {3, 4, 1, 1, 1}, {{2, 2, 2}, {0, 0, 0}, {1, 1, 1}, 1}, 0},
+    };
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
+        const conv_case *k = &cases[s];
+        int kvol = k->w[2] * k->w[3] * k->w[4];
+        int wo = vt_conv_out_size(k->x[4], k->w[4], k->a.stride[2], k->a.pad[2],
+                                  k->a.dilation[2]);
+        size_t row = (size_t)k->x[1] * kvol * wo * sizeof(float);
+        /* whole sample in one tile; 3 rows a tile (a ragged last tile for
+         * 65 rows); one row a tile */
+        size_t budgets[3] = {0, 3 * row + row / 2, 1};
+        for (int t = 0; t < 3; t++) {
+            vt_conv_set_tile_bytes(budgets[t]);
+            double r = fast_vs_ref(&c, k, 100 + 10 * (uint64_t)s);
+            printf("fast vs ref case %d tile budget %zu: worst err/tol %.3f\n", s,
+                   budgets[t], r);
+        }
+    }
+    vt_conv_set_tile_bytes(0);
+    vt_ctx_free(&c);
+}
+END_TEST
+
+/* ==== PyTorch parity =================================================== */
+
+static const char *const FIXTURE_CASES[] = {
+    "c3d_odd_k333_p1", "c3d_k133_s122", "c3d_k213_s212_p021_nobias",
+    "c3d_dil2",        "c3d_groups2",   "c3d_pointwise",
+    "c3d_g3_s2_dil",   "c2d_k33_s2_p1", "c2d_k13_g2_dil_nobias",
+};
+
+/* Inputs are O(1) (x in [-1, 1], w in [-0.5, 0.5], gy in [-1, 1]) and the
+ * largest sums have a few hundred terms, so fp32 accumulation stays well
+ * under 1e-5 absolute; rtol 1e-4 with that floor for the near-zero values. */
+#define PARITY_RTOL 1e-4
+#define PARITY_ATOL 1e-5
+
+/* Compares got with dataset <name>/<field>; returns the worst err/tol and
+ * the largest absolute difference in *maxabs. */
+static double check_ds(vt_ctx *c, hid_t f, const char *name, const char *field,
+                       const vt_tensor *got, double *maxabs)
+{
+    char p[256], what[160];
+    snprintf(p, sizeof p, "%s/%s", name, field);
+    snprintf(what, sizeof what, "%s: %s", name, field);
+    vt_tensor *want = vtt_load(c, f, p, 0);
+    ck_assert_msg(want->numel == got->numel, "%s: %zu values, fixture %zu", what,
+                  got->numel, want->numel);
+    const float *g = strcmp(field, "y") ? got->grad : got->data;
+    for (size_t i = 0; i < want->numel; i++)
+        *maxabs = fmax(*maxabs, fabs((double)g[i] - want->data[i]));
+    return vtt_assert_close(what, g, want->data, want->numel, PARITY_RTOL, PARITY_ATOL);
+}
+
+/* Returns the worst err/tol over y and every gradient. */
+static double parity_case(vt_ctx *c, hid_t f, const char *name, double *maxabs)
+{
+    char p[256];
+    int op, groups, has_bias, stride[3] = {1, 1, 1}, pad[3] = {0, 0, 0},
+                              dil[3] = {1, 1, 1};
+    vtt_attr_ints(f, name, "op", &op, 1);
+    vtt_attr_ints(f, name, "groups", &groups, 1);
+    vtt_attr_ints(f, name, "has_bias", &has_bias, 1);
+    int nd = op == 0 ? 3 : 2;
+    vtt_attr_ints(f, name, "stride", stride + 3 - nd, nd);
+    vtt_attr_ints(f, name, "pad", pad + 3 - nd, nd);
+    vtt_attr_ints(f, name, "dilation", dil + 3 - nd, nd);
+
+    vt_ctx_reset(c);
+    snprintf(p, sizeof p, "%s/x", name);
+    vt_tensor *x = vtt_load(c, f, p, 1);
+    snprintf(p, sizeof p, "%s/w", name);
+    vt_tensor *w = vtt_load(c, f, p, 1);
+    vt_tensor *b = NULL;
+    if (has_bias) {
+        snprintf(p, sizeof p, "%s/b", name);
+        b = vtt_load(c, f, p, 1);
+    }
+    vt_tensor *y;
+    if (op == 0) {
+        vt_conv3d_args a = {{stride[0], stride[1], stride[2]},
+                            {pad[0], pad[1], pad[2]},
+                            {dil[0], dil[1], dil[2]}, groups};
+        y = vt_conv3d(c, x, w, b, &a);
+    } else {
+        vt_conv2d_args a = {{stride[1], stride[2]}, {pad[1], pad[2]},
+                            {dil[1], dil[2]}, groups};
+        y = vt_conv2d_frames(c, x, w, b, &a);
+    }
+    /* output shape as PyTorch's, dimension by dimension */
+    snprintf(p, sizeof p, "%s/y", name);
+    vt_tensor *yw = vtt_load(c, f, p, 0);
+    ck_assert_int_eq(yw->ndim, 5);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(y->shape[i], yw->shape[i]);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(y->shape[2 + i],
+                         vt_conv_out_size(x->shape[2 + i],
+                                          op == 0 ? w->shape[2 + i]
+                                                  : (i == 0 ? 1 : w->shape[1 + i]),
+                                          stride[i], pad[i], dil[i]));
+    double worst = check_ds(c, f, name, "y", y, maxabs);
+    /* seeded here rather than by vtt_backward_fixture, which would set up
+     * a whole context for every case */
+    snprintf(p, sizeof p, "%s/gy", name);
+    vt_tensor *gy = vtt_load(c, f, p, 0);
+    ck_assert_uint_eq(gy->numel, y->numel);
+    vt_backward_seed(c, y, gy->data);
+    vt_tensor *ts[3] = {x, w, b};
+    const char *tn[3] = {"x", "w", "b"};
+    for (int i = 0; i < (has_bias ? 3 : 2); i++) {
+        snprintf(p, sizeof p, "g_%s", tn[i]);
+        worst = fmax(worst, check_ds(c, f, name, p, ts[i], maxabs));
+    }
+    return worst;
+}
+
+START_TEST(pytorch_parity)
+{
+    hid_t f = vtt_fixture_open("conv.h5");
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    /* Default budget (one tile) and one output row per tile. */
+    for (int t = 0; t < 2; t++) {
+        vt_conv_set_tile_bytes(t ? 1 : 0);
+        for (size_t i = 0; i < sizeof FIXTURE_CASES / sizeof FIXTURE_CASES[0]; i++) {
+            double maxabs = 0;
+            double r = parity_case(&c, f, FIXTURE_CASES[i], &maxabs);
+            printf("parity %s (%s tile): worst err/tol %.3f, max |diff| %.2e\n",
+                   FIXTURE_CASES[i], t ? "1-row" : "default", r, maxabs);
+        }
+    }
+    vt_conv_set_tile_bytes(0);
+    vt_ctx_free(&c);
+    H5Fclose(f);
+}
+END_TEST
+
+/* ==== Output shapes ==================================================== */
+
+START_TEST(output_sizes)
+{
+    /* C3D: 3x3x3 pad 1 keeps the extent */
+    ck_assert_int_eq(vt_conv_out_size(112, 3, 1, 1, 1), 112);
+    ck_assert_int_eq(vt_conv_out_size(16, 3, 1, 1, 1), 16);
+    /* floor: (7 + 0 - 2 - 1) / 2 + 1 = 3, (8 - 3) / 2 + 1 = 3 */
+    ck_assert_int_eq(vt_conv_out_size(7, 3, 2, 0, 1), 3);
+    ck_assert_int_eq(vt_conv_out_size(8, 3, 2, 0, 1), 3);
+    ck_assert_int_eq(vt_conv_out_size(9, 3, 2, 0, 1), 4);
+    /* ResNet stem: 7x7 stride 2 pad 3 on 224 */
+    ck_assert_int_eq(vt_conv_out_size(224, 7, 2, 3, 1), 112);
+    /* dilation 2: effective kernel 5 */
+    ck_assert_int_eq(vt_conv_out_size(9, 3, 1, 0, 2), 5);
+    ck_assert_int_eq(vt_conv_out_size(9, 3, 1, 2, 2), 9);
+    /* zero stride / dilation mean 1, as in the args structs */
+    ck_assert_int_eq(vt_conv_out_size(9, 3, 0, 0, 0), 7);
+    /* kernel larger than the padded input: no valid output (<= 0), with a
+     * floor (not truncating) division for negative numerators */
+    ck_assert_int_le(vt_conv_out_size(2, 5, 1, 0, 1), 0);
+    ck_assert_int_le(vt_conv_out_size(1, 3, 2, 0, 1), 0);
+    ck_assert_int_le(vt_conv_out_size(1, 4, 2, 0, 1), 0);
+    ck_assert_int_le(vt_conv_out_size(1, 2, 2, 0, 1), 0); /* truncation says 1 */
+    ck_assert_int_le(vt_conv_out_size(3, 3, 3, 0, 2), 0);
+    ck_assert_int_eq(vt_conv_out_size(1, 3, 2, 1, 1), 1);
+
+    /* the op's output follows the function per dimension */
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    vt_tensor *x = vtt_rand(&c, VTT_SHAPE(2, 4, 9, 10, 11), -1, 1, 1, 0);
+    vt_tensor *w = vtt_rand(&c, VTT_SHAPE(6, 2, 3, 2, 3), -1, 1, 2, 0);
+    vt_conv3d_args a = {{2, 1, 3}, {1, 0, 2}, {1, 2, 2}, 2};
+    vt_tensor *y = vt_conv3d(&c, x, w, NULL, &a);
+    ck_assert_int_eq(y->ndim, 5);
+    ck_assert_int_eq(y->shape[0], 2);
+    ck_assert_int_eq(y->shape[1], 6);
+    /* T: (9 + 2 - 2 - 1) / 2 + 1, H: (10 - 2 - 1) + 1, W: (11 + 4 - 4 - 1) / 3 + 1 */
+    ck_assert_int_eq(y->shape[2], 5);
+    ck_assert_int_eq(y->shape[3], 8);
+    ck_assert_int_eq(y->shape[4], 4);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(y->shape[2 + i],
+                         vt_conv_out_size(x->shape[2 + i], w->shape[2 + i],
+                                          a.stride[i], a.pad[i], a.dilation[i]));
+    vt_ctx_free(&c);
+}
+END_TEST
+
+/* ==== Modes and threads ================================================ */
+
+START_TEST(no_grad_records_nothing)
+{
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    vt_tensor *x = vtt_rand(&c, VTT_SHAPE(1, 2, 3, 4, 5), -1, 1, 1, 1);
+    vt_tensor *w = vtt_rand(&c, VTT_SHAPE(3, 2, 1, 3, 3), -1, 1, 2, 1);
+    vt_tensor *w2 = vtt_rand(&c, VTT_SHAPE(3, 2, 3, 3), -1, 1, 2, 1);
+    vt_conv3d_args a = {{1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1};
+    vt_conv2d_args a2 = {{1, 1}, {1, 1}, {1, 1}, 1};
+    c.grad_enabled = 0;
+    size_t used = c.arena.used;
+    vt_tensor *y = vt_conv3d(&c, x, w, NULL, &a);
+    vt_tensor *y2 = vt_conv2d_frames(&c, x, w2, NULL, &a2);
+    ck_assert_uint_eq(c.n_nodes, 0);
+    ck_assert_int_eq(y->requires_grad, 0);
+    /* nothing but the two outputs (and their headers) came from the arena */
+    ck_assert_uint_le(c.arena.used - used,
+                      (y->numel + y2->numel) * sizeof(float) + 2 * 64 + 2 * 128);
+    /* a (1, 3, 3) conv3d and conv2d_frames with the same weight agree */
+    ck_assert_mem_eq(y->data, y2->data, y->numel * sizeof(float));
+    c.grad_enabled = 1;
+    vt_conv3d(&c, x, w, NULL, &a);
+    ck_assert_uint_eq(c.n_nodes, 1);
+    vt_ctx_free(&c);
+}
+END_TEST
+
+typedef struct {
+    float *y, *gx, *gw, *gb;
+    size_t ny, nx, nw, nb;
+} run_out;
+
+static void run_once(vt_ctx *c, const conv_case *k, run_out *r)
+{
+    vt_ctx_reset(c);
+    vt_tensor *x = vtt_rand(c, 5, k->x, -1, 1, 7, 1);
+    vt_tensor *w = vtt_rand(c, 5, k->w, -0.5f, 0.5f, 8, 1);
+    vt_tensor *b = vtt_rand(c, 1, k->w, -1, 1, 9, 1);
+    vt_tensor *y = vt_conv3d(c, x, w, b, &k->a);
+    float *gy = malloc(y->numel * sizeof *gy);
+    vtt_fill(gy, y->numel, -1, 1, 10);
+    vt_backward_seed(c, y, gy);
+    free(gy);
+    r->ny = y->numel;
+    r->nx = x->numel;
+    r->nw = w->numel;
+    r->nb = b->numel;
+    r->y = malloc(r->ny * sizeof(float));
+    r->gx = malloc(r->nx * sizeof(float));
+    r->gw = malloc(r->nw * sizeof(float));
+    r->gb = malloc(r->nb * sizeof(float));
+    memcpy(r->y, y->data, r->ny * sizeof(float));
+    memcpy(r->gx, x->grad, r->nx * sizeof(float));
+    memcpy(r->gw, w->grad, r->nw * sizeof(float));
+    memcpy(r->gb, b->grad, r->nb * sizeof(float));
+}
+
+static void run_free(run_out *r)
+{
+    free(r->y);
+    free(r->gx);
+    free(r->gw);
+    free(r->gb);
+}
+
+/* Within float rounding: OpenBLAS blocks a GEMM differently for another
+ * thread count, so sums of thousands of terms (gw over N * P) may round
+ * differently; 1e-6 of the array's largest magnitude covers that. */
+static double close_scaled(const char *what, const float *got, const float *want,
+                           size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(want[i]));
+    return vtt_assert_close(what, got, want, n, 1e-5, 1e-6 * m);
+}
+
+START_TEST(threads_deterministic)
+{
+    /* Big enough that every parallel loop and OpenBLAS's threading engage,
+     * with several tiles per sample. Two threads take the first two cases a
+     * sample per thread and the last two (3 samples) a sample at a time with
+     * threaded GEMMs; one thread always goes a sample at a time. */
+    static const conv_case cases[] = {
+        {{2, 8, 6, 20, 20}, {16, 8, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        {{2, 32, 4, 14, 14}, {48, 32, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},
+        {{3, 8, 5, 18, 17}, {16, 4, 3, 3, 3}, {{1, 2, 1}, {1, 1, 0}, {1, 1, 1}, 2}, 1},
+        {{3, 32, 4, 14, 14}, {48, 32, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},
+    };
+    int saved = vt_get_threads();
+    vt_conv_set_tile_bytes(200000);
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
+        run_out one, two, two_again;
+        vt_set_threads(1);
+        run_once(&c, &cases[s], &one);
+        vt_set_threads(2);
+        run_once(&c, &cases[s], &two);
+        run_once(&c, &cases[s], &two_again);
+        vt_set_threads(saved);
+        ck_assert_mem_eq(two.y, two_again.y, two.ny * sizeof(float));
+        ck_assert_mem_eq(two.gx, two_again.gx, two.nx * sizeof(float));
+        ck_assert_mem_eq(two.gw, two_again.gw, two.nw * sizeof(float));
+        ck_assert_mem_eq(two.gb, two_again.gb, two.nb * sizeof(float));
+        double r = close_scaled("1 vs 2 threads: y", two.y, one.y, one.ny);
+        r = fmax(r, close_scaled("1 vs 2 threads: gx", two.gx, one.gx, one.nx));
+        r = fmax(r, close_scaled("1 vs 2 threads: gw", two.gw, one.gw, one.nw));
+        r = fmax(r, close_scaled("1 vs 2 threads: gb", two.gb, one.gb, one.nb));
+        printf("threads case %d: 1 vs 2 worst err/tol %.3f, 2 vs 2 bit-identical\n", s, r);
+        run_free(&one);
+        run_free(&two);
+        run_free(&two_again);
+    }
+    vt_conv_set_tile_bytes(0);
+    vt_ctx_free(&c);
+}
+END_TEST
+
+static Suite *conv_suite(void)
+{
+    Suite *s = suite_create("conv");
+    TCase *tc = tcase_create("conv");
+    tcase_add_test(tc, output_sizes);
+    tcase_add_test(tc, no_grad_records_nothing);
+    tcase_add_test(tc, gradcheck_conv3d);
+    tcase_add_test(tc, gradcheck_conv2d_frames);
+    tcase_add_test(tc, fast_matches_reference);
+    tcase_add_test(tc, pytorch_parity);
+    tcase_add_test(tc, threads_deterministic);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+VTT_MAIN(conv_suite)
