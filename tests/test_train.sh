@@ -53,16 +53,21 @@ out=$("$BIN/vinfo" "$TMP/A/last.h5") && grep -q "step 12" <<<"$out" && ok || bad
     grep -q '"top"' "$TMP/A/pred.json" && ok || bad "vpredict on a vtrain checkpoint: $(head -c 300 "$TMP/A/pred.json")"
 
 # ---- 2. stop after k steps, resume -----------------------------------------
-train --set train.out_dir="$TMP/B" --stop-after 5 >"$TMP/B1.log" 2>&1
+# Stopped at an epoch boundary (4 steps an epoch), then in mid-epoch.
+train --set train.out_dir="$TMP/B" --stop-after 4 >"$TMP/B1.log" 2>&1
 rc=$?
 [ $rc -eq 0 ] && grep -q "Resume with" "$TMP/B1.log" && ok || { bad "stop-after exit $rc"; cat "$TMP/B1.log"; }
-"$BIN/vinfo" "$TMP/B/last.h5" | grep -q "step 5" && ok || bad "checkpoint after --stop-after 5 is not at step 5"
+"$BIN/vinfo" "$TMP/B/last.h5" | grep -q "step 4" && ok || bad "checkpoint after --stop-after 4 is not at step 4"
+train --set train.out_dir="$TMP/B" --resume "$TMP/B/last.h5" --stop-after 3 >"$TMP/B2.log" 2>&1
+"$BIN/vinfo" "$TMP/B/last.h5" | grep -q "step 7" && ok || bad "checkpoint after a second --stop-after 3 is not at step 7"
 train --set train.out_dir="$TMP/B" --resume "$TMP/B/last.h5" >"$TMP/B2.log" 2>&1
 rc=$?
 [ $rc -eq 0 ] && ok || { bad "resume exit $rc"; cat "$TMP/B2.log"; }
 diff <(losses "$TMP/A") <(losses "$TMP/B") >/dev/null && ok || {
     bad "resumed losses differ from the uninterrupted run"; diff <(losses "$TMP/A") <(losses "$TMP/B") | head; }
 same_tensors "$TMP/A/last.h5" "$TMP/B/last.h5" && ok || bad "resumed weights differ from the uninterrupted run"
+diff <(cut -d, -f1-8 "$TMP/A/val.csv") <(cut -d, -f1-8 "$TMP/B/val.csv") >/dev/null && ok ||
+    bad "resumed validation rows differ: $(diff "$TMP/A/val.csv" "$TMP/B/val.csv")"
 
 # ---- 3. SIGINT in the middle -----------------------------------------------
 LONG=(--set train.epochs=25 --set train.val_every=0 --set train.checkpoint_every=0)
@@ -81,7 +86,8 @@ steps=$(($(wc -l <"$TMP/C/metrics.csv") - 1))
 [ $rc -eq 130 ] && [ "$steps" -lt 100 ] && grep -q "Resume with" "$TMP/C1.log" && ok ||
     bad "SIGINT: exit $rc after $steps steps: $(cat "$TMP/C1.log")"
 train "${LONG[@]}" --set train.out_dir="$TMP/C" --resume "$TMP/C/last.h5" >/dev/null 2>&1 || bad "resume after SIGINT failed"
-diff <(losses "$TMP/C0") <(losses "$TMP/C") >/dev/null && ok || bad "losses after SIGINT + resume differ"
+diff <(losses "$TMP/C0") <(losses "$TMP/C") >/dev/null && ok || {
+    bad "losses after SIGINT + resume differ"; diff <(losses "$TMP/C0") <(losses "$TMP/C") | head -8; diff <(losses "$TMP/C0") <(losses "$TMP/C") | sed -n "/^---/,+8p"; cat "$TMP/C1.log"; }
 same_tensors "$TMP/C0/last.h5" "$TMP/C/last.h5" && ok || bad "weights after SIGINT + resume differ"
 
 # ---- 4. SIGKILL while writing checkpoints ----------------------------------
@@ -127,6 +133,31 @@ expect_fail "architecture mismatch" "has shape (6) in the checkpoint but (7) in 
 expect_fail "missing checkpoint" "$TMP/none.h5" train --set "train.out_dir=$TMP/E5" --resume "$TMP/none.h5"
 for e in E2 E3 E4 E5; do [ ! -e "$TMP/$e" ] && ok || bad "a failed resume left $TMP/$e behind"; done
 ls "$TMP"/A/.*tmp* >/dev/null 2>&1 && bad "temporary files left in $TMP/A" || ok
+
+# A NaN loss stops the run naming the step; the last good checkpoint stays.
+out=$(train --set train.out_dir="$TMP/N" --set train.lr=1e30 --set train.checkpoint_every=1 \
+      --set train.val_every=0 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -qE "step [0-9]+: the loss is (NaN|infinite); training stopped" <<<"$out" && ok ||
+    bad "diverging run: exit $rc: $out"
+[ ! -f "$TMP/N/last.h5" ] || "$BIN/vinfo" "$TMP/N/last.h5" >/dev/null 2>&1 && ok ||
+    bad "the last checkpoint of the diverged run does not load"
+
+# Broken videos in the training and test lists: reported once each and
+# skipped; training completes and says how many were skipped.
+cp -r "$TMP/data" "$TMP/broken"
+: >"$TMP/broken/Grow/v_Grow_g02_c01.avi"                      # empty (train)
+echo "not a video" >"$TMP/broken/Still/v_Still_g02_c02.avi"   # text (train)
+head -c 3000 "$TMP/data/MoveLeft/v_MoveLeft_g01_c02.avi" >"$TMP/broken/MoveLeft/v_MoveLeft_g01_c02.avi" # truncated (test)
+rm "$TMP/broken/MoveRight/v_MoveRight_g02_c03.avi"            # missing (train)
+out=$("$BIN/vtrain" "$CFG" --quiet --set "data.root=$TMP/broken" --set train.out_dir="$TMP/Br" 2>&1)
+rc=$?
+[ $rc -eq 0 ] && ok || bad "training over broken videos: exit $rc: $out"
+for v in v_Grow_g02_c01 v_Still_g02_c02 v_MoveLeft_g01_c02 v_MoveRight_g02_c03; do
+    n=$(grep -c "$v" <<<"$out")
+    [ "$n" -eq 1 ] && ok || bad "$v reported $n times (expected once): $out"
+done
+grep -qE "[1-9][0-9]* broken videos skipped" <<<"$out" && ok || bad "no skipped-videos summary: $out"
 
 # ---- 6. PyTorch loads the checkpoint ---------------------------------------
 if /usr/bin/python3 -c "import torch, h5py" 2>/dev/null; then

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,26 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Ctrl-C / SIGTERM: stop after the video being written, close the store
+ * cleanly (so it resumes), exit 1. A second signal kills at once. */
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* ==== Progress line ===================================================== */
@@ -269,6 +290,11 @@ static int on_stored(void *ud, result *r)
     }
     P->done++;
     show_progress(P->done, P->total, P->t0);
+    if (interrupted) {
+        clear_progress();
+        fprintf(stderr, "vprep: interrupted after %d videos\n", P->done);
+        return -1;
+    }
     return 0;
 }
 
@@ -561,6 +587,8 @@ int main(int argc, char **argv)
     printf("vprep: %d videos in %d split(s), %d classes, from %s\n", P.cat.n,
            P.cat.n_splits, P.cat.n_classes, P.splits);
     fflush(stdout);
+    if (!P.check)
+        catch_signals();
     int rc = P.check ? check(&P) : make_store(&P);
     for (int i = 0; i < P.cat.n; i++) {
         free(P.paths[i]);

@@ -329,6 +329,7 @@ int vt_train_run(const vt_train_opts *o, char *err, size_t errlen)
     config_text = vt_ini_serialize(&r.ini, VT_INI_SER_DEFAULTS);
 
     saver sv = {&r, &opt, &c, train, config_text, classes, nc, 0, 0, 0, NAN, -1};
+    int pending_epoch_end = 0;
     char path[1100];
     if (o->resume) {
         vt_ckpt ck;
@@ -355,6 +356,10 @@ int vt_train_run(const vt_train_opts *o, char *err, size_t errlen)
         sv.samples = ck.pos.samples;
         sv.best = ck.pos.best_metric;
         sv.best_epoch = ck.pos.best_epoch;
+        /* Stopped right after an epoch's last batch: the loader already
+         * points into the next epoch, so its end-of-epoch signal will not
+         * come again. Run the pending epoch end first. */
+        pending_epoch_end = (int64_t)data[1] > sv.epoch;
         printf("resumed from %s at step %lld (epoch %lld)\n", o->resume,
                (long long)opt.step, (long long)sv.epoch + 1);
     } else if (r.train.init_from[0]) {
@@ -398,8 +403,9 @@ int vt_train_run(const vt_train_opts *o, char *err, size_t errlen)
     wait0 = ls.wait_s;
     rc = VT_TRAIN_DONE;
     while (opt.step < total) {
-        const vt_batch *b;
-        int got = vt_loader_next(train, &b, err, errlen);
+        const vt_batch *b = NULL;
+        int got = pending_epoch_end ? 0 : vt_loader_next(train, &b, err, errlen);
+        pending_epoch_end = 0;
         if (got < 0) {
             rc = VT_TRAIN_FAILED;
             break;
