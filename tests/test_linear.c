@@ -18,26 +18,6 @@ static const vtt_gc_opts GC = {.eps = 1e-2, .rtol = 1e-3, .atol = 1e-4};
 #define PT_RTOL 1e-4
 #define PT_ATOL 1e-5
 
-/* These tests allocate kilobytes per context: a 1 MiB arena chunk instead
- * of the 64 MiB default spares the 64 MiB fill per context that meson
- * test's MALLOC_PERTURB_ otherwise costs (seconds over a suite). */
-static void ctx_init(vt_ctx *c, uint64_t seed)
-{
-    vt_ctx_init(c, seed);
-    c->arena.chunk_size = (size_t)1 << 20;
-}
-
-/* vtt_backward_fixture with gy loaded into c itself (no extra context). */
-static void backward_fixture(vt_ctx *c, vt_tensor *y, hid_t f, const char *kase)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/gy", kase);
-    vt_tensor *gy = vtt_load(c, f, path, 0);
-    ck_assert_msg(gy->numel == y->numel, "%s: gy has %zu elements, y %zu", kase,
-                  gy->numel, y->numel);
-    vt_backward_seed(c, y, gy->data);
-}
-
 static vt_tensor *f_linear(vt_ctx *c, vt_tensor *const *in, void *ud)
 {
     (void)ud;
@@ -71,7 +51,7 @@ START_TEST(gradcheck_linear)
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         int f = cases[k].x[cases[k].ndim - 1], o = cases[k].o;
         vt_tensor *in[3];
         in[0] = vtt_rand(&c, cases[k].ndim, cases[k].x, -1, 1, 10 + k,
@@ -102,7 +82,7 @@ START_TEST(gradcheck_matmul)
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         vt_tensor *in[2] = {
             vtt_rand(&c, cases[k].ndim, cases[k].a, -1, 1, 40 + k, 1),
             vtt_rand(&c, cases[k].ndim, cases[k].b, -1, 1, 50 + k, 1)};
@@ -115,36 +95,6 @@ END_TEST
 
 /* ==== PyTorch parity =================================================== */
 
-/* Compares got with dataset <kase>/<name>; prints and returns the worst
- * err / tol. */
-static double cmp(hid_t f, const char *kase, const char *name,
-                  const float *got, size_t n)
-{
-    char path[256], what[256];
-    snprintf(path, sizeof path, "%s/%s", kase, name);
-    snprintf(what, sizeof what, "%s %s", kase, name);
-    vt_ctx tmp;
-    ctx_init(&tmp, 0);
-    vt_tensor *want = vtt_load(&tmp, f, path, 0);
-    ck_assert_msg(want->numel == n, "%s: %zu elements, fixture %zu", what, n,
-                  want->numel);
-    double maxabs = 0;
-    for (size_t i = 0; i < n; i++)
-        maxabs = fmax(maxabs, fabs((double)got[i] - want->data[i]));
-    double r = vtt_assert_close(what, got, want->data, n, PT_RTOL, PT_ATOL);
-    printf("parity %-12s %-4s max |diff| %.2e  err/tol %.3f\n", kase, name,
-           maxabs, r);
-    vt_ctx_free(&tmp);
-    return r;
-}
-
-static vt_tensor *load(vt_ctx *c, hid_t f, const char *kase, const char *name)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", kase, name);
-    return vtt_load(c, f, path, 1);
-}
-
 START_TEST(parity_linear)
 {
     static const struct {
@@ -156,20 +106,20 @@ START_TEST(parity_linear)
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const char *kase = cases[k].name;
         vt_ctx c;
-        ctx_init(&c, 1);
-        vt_tensor *x = load(&c, f, kase, "x"), *w = load(&c, f, kase, "w");
-        vt_tensor *b = cases[k].bias ? load(&c, f, kase, "b") : NULL;
+        vt_ctx_init(&c, 1);
+        vt_tensor *x = vtt_load_case(&c, f, kase, "x", 1), *w = vtt_load_case(&c, f, kase, "w", 1);
+        vt_tensor *b = cases[k].bias ? vtt_load_case(&c, f, kase, "b", 1) : NULL;
         vt_tensor *y = vt_linear(&c, x, w, b);
-        vt_tensor *want = load(&c, f, kase, "y");
+        vt_tensor *want = vtt_load_case(&c, f, kase, "y", 1);
         ck_assert_int_eq(y->ndim, want->ndim);
         for (int d = 0; d < y->ndim; d++)
             ck_assert_int_eq(y->shape[d], want->shape[d]);
-        cmp(f, kase, "y", y->data, y->numel);
-        backward_fixture(&c, y, f, kase);
-        cmp(f, kase, "g_x", x->grad, x->numel);
-        cmp(f, kase, "g_w", w->grad, w->numel);
+        vtt_parity(f, kase, "y", y->data, y->numel, PT_RTOL, PT_ATOL);
+        vtt_backward_fixture(&c, y, f, kase);
+        vtt_parity(f, kase, "g_x", x->grad, x->numel, PT_RTOL, PT_ATOL);
+        vtt_parity(f, kase, "g_w", w->grad, w->numel, PT_RTOL, PT_ATOL);
         if (b)
-            cmp(f, kase, "g_b", b->grad, b->numel);
+            vtt_parity(f, kase, "g_b", b->grad, b->numel, PT_RTOL, PT_ATOL);
         vt_ctx_free(&c);
     }
     H5Fclose(f);
@@ -182,17 +132,17 @@ START_TEST(parity_matmul)
     hid_t f = vtt_fixture_open("linear.h5");
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
-        vt_tensor *a = load(&c, f, cases[k], "a"), *b = load(&c, f, cases[k], "b");
+        vt_ctx_init(&c, 1);
+        vt_tensor *a = vtt_load_case(&c, f, cases[k], "a", 1), *b = vtt_load_case(&c, f, cases[k], "b", 1);
         vt_tensor *y = vt_matmul(&c, a, b);
-        vt_tensor *want = load(&c, f, cases[k], "y");
+        vt_tensor *want = vtt_load_case(&c, f, cases[k], "y", 1);
         ck_assert_int_eq(y->ndim, want->ndim);
         for (int d = 0; d < y->ndim; d++)
             ck_assert_int_eq(y->shape[d], want->shape[d]);
-        cmp(f, cases[k], "y", y->data, y->numel);
-        backward_fixture(&c, y, f, cases[k]);
-        cmp(f, cases[k], "g_a", a->grad, a->numel);
-        cmp(f, cases[k], "g_b", b->grad, b->numel);
+        vtt_parity(f, cases[k], "y", y->data, y->numel, PT_RTOL, PT_ATOL);
+        vtt_backward_fixture(&c, y, f, cases[k]);
+        vtt_parity(f, cases[k], "g_a", a->grad, a->numel, PT_RTOL, PT_ATOL);
+        vtt_parity(f, cases[k], "g_b", b->grad, b->numel, PT_RTOL, PT_ATOL);
         vt_ctx_free(&c);
     }
     H5Fclose(f);
@@ -205,7 +155,7 @@ END_TEST
 START_TEST(linear_accumulates_and_eval_records_nothing)
 {
     vt_ctx c;
-    ctx_init(&c, 1);
+    vt_ctx_init(&c, 1);
     vt_tensor *x = vtt_rand(&c, VTT_SHAPE(3, 4), -1, 1, 1, 1);
     vt_tensor *w = vtt_rand(&c, VTT_SHAPE(2, 4), -1, 1, 2, 1);
     vt_tensor *b = vtt_rand(&c, VTT_SHAPE(2), -1, 1, 3, 1);
@@ -237,7 +187,7 @@ START_TEST(thread_count_independent)
     for (int th = 1; th <= 2; th++) {
         vt_set_threads(th);
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         vt_tensor *x = vtt_rand(&c, VTT_SHAPE(8, 64, 48), -1, 1, 1, 0);
         vt_tensor *w = vtt_rand(&c, VTT_SHAPE(200, 48), -1, 1, 2, 0);
         vt_tensor *b = vtt_rand(&c, VTT_SHAPE(200), -1, 1, 3, 1);

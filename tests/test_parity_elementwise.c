@@ -15,57 +15,9 @@
 #define PT_RTOL 1e-4
 #define PT_ATOL 1e-6
 
-/* These tests allocate kilobytes per context: a 1 MiB arena chunk instead
- * of the 64 MiB default spares the 64 MiB fill per context that meson
- * test's MALLOC_PERTURB_ otherwise costs (seconds over a suite). */
-static void ctx_init(vt_ctx *c, uint64_t seed)
-{
-    vt_ctx_init(c, seed);
-    c->arena.chunk_size = (size_t)1 << 20;
-}
-
-/* vtt_backward_fixture with gy loaded into c itself (no extra context). */
-static void backward_fixture(vt_ctx *c, vt_tensor *y, hid_t f, const char *kase)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/gy", kase);
-    vt_tensor *gy = vtt_load(c, f, path, 0);
-    ck_assert_msg(gy->numel == y->numel, "%s: gy has %zu elements, y %zu", kase,
-                  gy->numel, y->numel);
-    vt_backward_seed(c, y, gy->data);
-}
-
-static double cmp(hid_t f, const char *kase, const char *name,
-                  const float *got, size_t n)
-{
-    char path[256], what[256];
-    snprintf(path, sizeof path, "%s/%s", kase, name);
-    snprintf(what, sizeof what, "%s %s", kase, name);
-    vt_ctx tmp;
-    ctx_init(&tmp, 0);
-    vt_tensor *want = vtt_load(&tmp, f, path, 0);
-    ck_assert_msg(want->numel == n, "%s: %zu elements, fixture %zu", what, n,
-                  want->numel);
-    double maxabs = 0;
-    for (size_t i = 0; i < n; i++)
-        maxabs = fmax(maxabs, fabs((double)got[i] - want->data[i]));
-    double r = vtt_assert_close(what, got, want->data, n, PT_RTOL, PT_ATOL);
-    printf("parity %-12s %-4s max |diff| %.2e  err/tol %.3f\n", kase, name,
-           maxabs, r);
-    vt_ctx_free(&tmp);
-    return r;
-}
-
-static vt_tensor *load(vt_ctx *c, hid_t f, const char *kase, const char *name)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", kase, name);
-    return vtt_load(c, f, path, 1);
-}
-
 static void check_y_shape(vt_ctx *c, hid_t f, const char *kase, vt_tensor *y)
 {
-    vt_tensor *want = load(c, f, kase, "y");
+    vt_tensor *want = vtt_load_case(c, f, kase, "y", 1);
     ck_assert_int_eq(y->ndim, want->ndim);
     for (int d = 0; d < y->ndim; d++)
         ck_assert_int_eq(y->shape[d], want->shape[d]);
@@ -80,13 +32,13 @@ START_TEST(parity_unary)
     hid_t f = vtt_fixture_open("elementwise.h5");
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
-        vt_tensor *x = load(&c, f, cases[k].name, "x");
+        vt_ctx_init(&c, 1);
+        vt_tensor *x = vtt_load_case(&c, f, cases[k].name, "x", 1);
         vt_tensor *y = cases[k].fn(&c, x);
         check_y_shape(&c, f, cases[k].name, y);
-        cmp(f, cases[k].name, "y", y->data, y->numel);
-        backward_fixture(&c, y, f, cases[k].name);
-        cmp(f, cases[k].name, "g_x", x->grad, x->numel);
+        vtt_parity(f, cases[k].name, "y", y->data, y->numel, PT_RTOL, PT_ATOL);
+        vtt_backward_fixture(&c, y, f, cases[k].name);
+        vtt_parity(f, cases[k].name, "g_x", x->grad, x->numel, PT_RTOL, PT_ATOL);
         vt_ctx_free(&c);
     }
     H5Fclose(f);
@@ -102,15 +54,15 @@ START_TEST(parity_binary)
     hid_t f = vtt_fixture_open("elementwise.h5");
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
-        vt_tensor *a = load(&c, f, cases[k].name, "a");
-        vt_tensor *b = load(&c, f, cases[k].name, "b");
+        vt_ctx_init(&c, 1);
+        vt_tensor *a = vtt_load_case(&c, f, cases[k].name, "a", 1);
+        vt_tensor *b = vtt_load_case(&c, f, cases[k].name, "b", 1);
         vt_tensor *y = cases[k].fn(&c, a, b);
         check_y_shape(&c, f, cases[k].name, y);
-        cmp(f, cases[k].name, "y", y->data, y->numel);
-        backward_fixture(&c, y, f, cases[k].name);
-        cmp(f, cases[k].name, "g_a", a->grad, a->numel);
-        cmp(f, cases[k].name, "g_b", b->grad, b->numel);
+        vtt_parity(f, cases[k].name, "y", y->data, y->numel, PT_RTOL, PT_ATOL);
+        vtt_backward_fixture(&c, y, f, cases[k].name);
+        vtt_parity(f, cases[k].name, "g_a", a->grad, a->numel, PT_RTOL, PT_ATOL);
+        vtt_parity(f, cases[k].name, "g_b", b->grad, b->numel, PT_RTOL, PT_ATOL);
         vt_ctx_free(&c);
     }
     H5Fclose(f);
@@ -122,16 +74,16 @@ START_TEST(parity_dropout_eval)
 {
     hid_t f = vtt_fixture_open("elementwise.h5");
     vt_ctx c;
-    ctx_init(&c, 1);
+    vt_ctx_init(&c, 1);
     c.training = 0;
-    vt_tensor *x = load(&c, f, "dropout_eval", "x");
+    vt_tensor *x = vtt_load_case(&c, f, "dropout_eval", "x", 1);
     float p = (float)vtt_attr_double(f, "dropout_eval", "p");
     ck_assert_float_eq(p, 0.5f);
     vt_tensor *y = vt_dropout(&c, x, p);
     check_y_shape(&c, f, "dropout_eval", y);
-    cmp(f, "dropout_eval", "y", y->data, y->numel);
-    backward_fixture(&c, y, f, "dropout_eval");
-    cmp(f, "dropout_eval", "g_x", x->grad, x->numel);
+    vtt_parity(f, "dropout_eval", "y", y->data, y->numel, PT_RTOL, PT_ATOL);
+    vtt_backward_fixture(&c, y, f, "dropout_eval");
+    vtt_parity(f, "dropout_eval", "g_x", x->grad, x->numel, PT_RTOL, PT_ATOL);
     vt_ctx_free(&c);
     H5Fclose(f);
 }
@@ -151,7 +103,7 @@ START_TEST(dropout_training_matches_its_mask)
     for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
         const float p = ps[k];
         vt_ctx c;
-        ctx_init(&c, 5 + k);
+        vt_ctx_init(&c, 5 + k);
         int n = 4000;
         vt_tensor *x = vtt_rand(&c, VTT_SHAPE(4, 10, 100), 0.5f, 1.5f, 3 + k, 1);
         for (int i = 0; i < n; i += 2)

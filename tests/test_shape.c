@@ -19,26 +19,6 @@ static const vtt_gc_opts GC = {.eps = 1e-2, .rtol = 1e-3, .atol = 1e-4};
 #define PT_RTOL 1e-4
 #define PT_ATOL 1e-6
 
-/* These tests allocate kilobytes per context: a 1 MiB arena chunk instead
- * of the 64 MiB default spares the 64 MiB fill per context that meson
- * test's MALLOC_PERTURB_ otherwise costs (seconds over a suite). */
-static void ctx_init(vt_ctx *c, uint64_t seed)
-{
-    vt_ctx_init(c, seed);
-    c->arena.chunk_size = (size_t)1 << 20;
-}
-
-/* vtt_backward_fixture with gy loaded into c itself (no extra context). */
-static void backward_fixture(vt_ctx *c, vt_tensor *y, hid_t f, const char *kase)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/gy", kase);
-    vt_tensor *gy = vtt_load(c, f, path, 0);
-    ck_assert_msg(gy->numel == y->numel, "%s: gy has %zu elements, y %zu", kase,
-                  gy->numel, y->numel);
-    vt_backward_seed(c, y, gy->data);
-}
-
 /* ==== Finite differences ============================================== */
 
 typedef struct {
@@ -86,7 +66,7 @@ START_TEST(gradcheck_reshape_flatten)
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         vt_tensor *x = vtt_rand(&c, cases[k].xnd, cases[k].x, -1, 1, 10 + k, 1);
         double w = vtt_gradcheck("reshape", f_reshape, (void *)&cases[k].to, 1, &x, &GC);
         printf("gradcheck reshape case %zu: worst err/tol %.3f\n", k, w);
@@ -113,7 +93,7 @@ static vt_tensor *f_view_chain(vt_ctx *c, vt_tensor *const *in, void *ud)
 START_TEST(gradcheck_view_chain)
 {
     vt_ctx c;
-    ctx_init(&c, 1);
+    vt_ctx_init(&c, 1);
     vt_tensor *in[4] = {vtt_rand(&c, VTT_SHAPE(2, 3, 4), -1, 1, 1, 1),
                         vtt_rand(&c, VTT_SHAPE(5, 4), -1, 1, 2, 1),
                         vtt_rand(&c, VTT_SHAPE(5), -1, 1, 3, 1),
@@ -145,7 +125,7 @@ START_TEST(gradcheck_permute)
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         vt_tensor *x = vtt_rand(&c, cases[k].ndim, cases[k].x, -1, 1, 20 + k, 1);
         double w = vtt_gradcheck("permute", f_permute, (void *)cases[k].perm, 1, &x, &GC);
         printf("gradcheck permute case %zu (%d-D): worst err/tol %.3f\n", k,
@@ -171,7 +151,7 @@ START_TEST(gradcheck_concat)
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         vt_tensor *in[3];
         for (int i = 0; i < cases[k].n; i++)
             in[i] = vtt_rand(&c, cases[k].ndim, cases[k].s[i], -1, 1,
@@ -197,7 +177,7 @@ START_TEST(gradcheck_mean)
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         vt_tensor *x = vtt_rand(&c, cases[k].ndim, cases[k].x, -1, 1, 60 + k, 1);
         for (int axis = 0; axis < cases[k].ndim; axis++) {
             double w = vtt_gradcheck("mean", f_mean, &axis, 1, &x, &GC);
@@ -210,51 +190,23 @@ END_TEST
 
 /* ==== PyTorch parity =================================================== */
 
-static double cmp(hid_t f, const char *kase, const char *name,
-                  const float *got, size_t n)
-{
-    char path[256], what[256];
-    snprintf(path, sizeof path, "%s/%s", kase, name);
-    snprintf(what, sizeof what, "%s %s", kase, name);
-    vt_ctx tmp;
-    ctx_init(&tmp, 0);
-    vt_tensor *want = vtt_load(&tmp, f, path, 0);
-    ck_assert_msg(want->numel == n, "%s: %zu elements, fixture %zu", what, n,
-                  want->numel);
-    double maxabs = 0;
-    for (size_t i = 0; i < n; i++)
-        maxabs = fmax(maxabs, fabs((double)got[i] - want->data[i]));
-    double r = vtt_assert_close(what, got, want->data, n, PT_RTOL, PT_ATOL);
-    printf("parity %-16s %-4s max |diff| %.2e  err/tol %.3f\n", kase, name,
-           maxabs, r);
-    vt_ctx_free(&tmp);
-    return r;
-}
-
-static vt_tensor *load(vt_ctx *c, hid_t f, const char *kase, const char *name)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", kase, name);
-    return vtt_load(c, f, path, 1);
-}
-
 /* Output values, output shape, then backward from the fixture's gy and
  * every input's gradient. */
 static void check_case(vt_ctx *c, hid_t f, const char *kase, vt_tensor *y,
                        int n_in, vt_tensor *const *in, const char *const *names)
 {
-    vt_tensor *want = load(c, f, kase, "y");
+    vt_tensor *want = vtt_load_case(c, f, kase, "y", 1);
     ck_assert_msg(y->ndim == want->ndim, "%s: rank %d, torch %d", kase,
                   y->ndim, want->ndim);
     for (int d = 0; d < y->ndim; d++)
         ck_assert_msg(y->shape[d] == want->shape[d], "%s: dim %d is %d, torch %d",
                       kase, d, y->shape[d], want->shape[d]);
-    cmp(f, kase, "y", y->data, y->numel);
-    backward_fixture(c, y, f, kase);
+    vtt_parity(f, kase, "y", y->data, y->numel, PT_RTOL, PT_ATOL);
+    vtt_backward_fixture(c, y, f, kase);
     for (int i = 0; i < n_in; i++) {
         char g[32];
         snprintf(g, sizeof g, "g_%s", names[i]);
-        cmp(f, kase, g, in[i]->grad, in[i]->numel);
+        vtt_parity(f, kase, g, in[i]->grad, in[i]->numel, PT_RTOL, PT_ATOL);
     }
 }
 
@@ -265,8 +217,8 @@ START_TEST(parity_shape)
     static const char *reshapes[] = {"reshape_3d", "reshape_5d"};
     for (size_t k = 0; k < 2; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
-        vt_tensor *x = load(&c, f, reshapes[k], "x");
+        vt_ctx_init(&c, 1);
+        vt_tensor *x = vtt_load_case(&c, f, reshapes[k], "x", 1);
         int s[2];
         vtt_attr_ints(f, reshapes[k], "shape", s, 2);
         vt_tensor *y = vt_reshape(&c, x, 2, s);
@@ -276,8 +228,8 @@ START_TEST(parity_shape)
     static const char *flattens[] = {"flatten_5d", "flatten_3d"};
     for (size_t k = 0; k < 2; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
-        vt_tensor *x = load(&c, f, flattens[k], "x");
+        vt_ctx_init(&c, 1);
+        vt_tensor *x = vtt_load_case(&c, f, flattens[k], "x", 1);
         check_case(&c, f, flattens[k], vt_flatten(&c, x), 1, &x, x_name);
         vt_ctx_free(&c);
     }
@@ -286,8 +238,8 @@ START_TEST(parity_shape)
                                      "permute_5d_any", "permute_big_tile"};
     for (size_t k = 0; k < sizeof permutes / sizeof permutes[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
-        vt_tensor *x = load(&c, f, permutes[k], "x");
+        vt_ctx_init(&c, 1);
+        vt_tensor *x = vtt_load_case(&c, f, permutes[k], "x", 1);
         int perm[VT_MAX_DIMS];
         vtt_attr_ints(f, permutes[k], "perm", perm, x->ndim);
         check_case(&c, f, permutes[k], vt_permute(&c, x, perm), 1, &x, x_name);
@@ -298,14 +250,14 @@ START_TEST(parity_shape)
     static const char *const x_names[] = {"x0", "x1", "x2"};
     for (size_t k = 0; k < sizeof concats / sizeof concats[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         int n, axis;
         vtt_attr_ints(f, concats[k], "n", &n, 1);
         vtt_attr_ints(f, concats[k], "axis", &axis, 1);
         ck_assert_int_le(n, 3);
         vt_tensor *xs[3];
         for (int i = 0; i < n; i++)
-            xs[i] = load(&c, f, concats[k], x_names[i]);
+            xs[i] = vtt_load_case(&c, f, concats[k], x_names[i], 1);
         check_case(&c, f, concats[k], vt_concat(&c, n, xs, axis), n, xs, x_names);
         vt_ctx_free(&c);
     }
@@ -313,8 +265,8 @@ START_TEST(parity_shape)
                                   "mean_time", "mean_5d_ax3"};
     for (size_t k = 0; k < sizeof means / sizeof means[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
-        vt_tensor *x = load(&c, f, means[k], "x");
+        vt_ctx_init(&c, 1);
+        vt_tensor *x = vtt_load_case(&c, f, means[k], "x", 1);
         int axis;
         vtt_attr_ints(f, means[k], "axis", &axis, 1);
         check_case(&c, f, means[k], vt_mean(&c, x, axis), 1, &x, x_name);
@@ -329,7 +281,7 @@ END_TEST
 START_TEST(reshape_is_a_view)
 {
     vt_ctx c;
-    ctx_init(&c, 1);
+    vt_ctx_init(&c, 1);
     vt_tensor *x = vtt_rand(&c, VTT_SHAPE(2, 3, 4), -1, 1, 1, 1);
     vt_tensor *y = vt_reshape(&c, x, 3, (int[]){-1, 2, 3});
     ck_assert_ptr_eq(y->data, x->data);
@@ -399,7 +351,7 @@ START_TEST(permute_fast_paths_match_index_loop)
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         vt_tensor *x = vtt_rand(&c, cases[k].ndim, cases[k].x, -1, 1, 70 + k, 1);
         vt_tensor *y = vt_permute(&c, x, cases[k].perm);
         float *want = malloc(x->numel * sizeof(float));
@@ -437,7 +389,7 @@ START_TEST(thread_count_independent)
     for (int th = 1; th <= 2; th++) {
         vt_set_threads(th);
         vt_ctx c;
-        ctx_init(&c, 1);
+        vt_ctx_init(&c, 1);
         vt_tensor *x = vtt_rand(&c, VTT_SHAPE(4, 300, 100), -1, 1, 1, 1);
         vt_tensor *x2 = vtt_rand(&c, VTT_SHAPE(4, 300, 37), -1, 1, 2, 1);
         vt_tensor *m0 = vt_mean(&c, x, 0), *m1 = vt_mean(&c, x, 1);

@@ -180,6 +180,34 @@ void vtt_backward_fixture(vt_ctx *c, vt_tensor *y, hid_t f, const char *kase)
     vt_ctx_free(&tmp);
 }
 
+vt_tensor *vtt_load_case(vt_ctx *c, hid_t f, const char *kase, const char *name,
+                         int requires_grad)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", kase, name);
+    return vtt_load(c, f, path, requires_grad);
+}
+
+double vtt_parity(hid_t f, const char *kase, const char *name, const float *got,
+                  size_t n, double rtol, double atol)
+{
+    char what[256];
+    snprintf(what, sizeof what, "%s %s", kase, name);
+    vt_ctx tmp;
+    vt_ctx_init(&tmp, 0);
+    vt_arena_free(&tmp.arena);
+    vt_arena_init(&tmp.arena, (size_t)1 << 16);
+    vt_tensor *want = vtt_load_case(&tmp, f, kase, name, 0);
+    ck_assert_msg(want->numel == n, "%s: %zu elements, fixture %zu", what, n, want->numel);
+    double maxabs = 0;
+    for (size_t i = 0; i < n; i++)
+        maxabs = fmax(maxabs, fabs((double)got[i] - want->data[i]));
+    double r = vtt_assert_close(what, got, want->data, n, rtol, atol);
+    printf("parity %-16s %-5s max |diff| %.2e  err/tol %.3f\n", kase, name, maxabs, r);
+    vt_ctx_free(&tmp);
+    return r;
+}
+
 double vtt_assert_close(const char *what, const float *got, const float *want,
                         size_t n, double rtol, double atol)
 {

@@ -57,6 +57,14 @@ void vtt_check_against(const char *what, const float *got, hid_t f,
 /* Seeds backward from y with the case's upstream gradient "<case>/gy". */
 void vtt_backward_fixture(vt_ctx *c, vt_tensor *y, hid_t f, const char *kase);
 
+/* Leaf from dataset "<kase>/<name>". */
+vt_tensor *vtt_load_case(vt_ctx *c, hid_t f, const char *kase, const char *name,
+                         int requires_grad);
+/* Compares got (n values) with "<kase>/<name>" within rtol/atol, prints
+ * the max |diff| and the worst err/tol, returns the latter. */
+double vtt_parity(hid_t f, const char *kase, const char *name, const float *got,
+                  size_t n, double rtol, double atol);
+
 /* ---- Comparisons ------------------------------------------------------- */
 
 /* Worst |g - w| / (atol + rtol * |w|) over n values; fails the test if > 1,

@@ -24,7 +24,10 @@ static vt_arena_chunk *chunk_new(size_t size)
 void vt_arena_init(vt_arena *a, size_t chunk_size)
 {
     memset(a, 0, sizeof *a);
-    a->chunk_size = chunk_size ? chunk_size : ((size_t)64 << 20);
+    /* Small first chunk: tests and tools make many tiny contexts; a training
+     * loop grows it once, then vt_arena_reset keeps one chunk of a step's
+     * size. */
+    a->chunk_size = chunk_size ? chunk_size : ((size_t)4 << 20);
 }
 
 void *vt_arena_alloc(vt_arena *a, size_t bytes)
