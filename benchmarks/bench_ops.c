@@ -1,0 +1,178 @@
+/* bench_ops.c - conv3d on C3D's layer shapes and the LSTM, forward and
+ * backward, median of timed repetitions after a warm-up.
+ *
+ *   bench_ops [--reps N] [--threads T] [--only NAME]
+ *
+ * Prints one line per measurement, "ROW <name> <pass> <median_ms> <gflops>",
+ * the format benchmarks/compare.py reads to put PyTorch beside it. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vt_ops.h"
+
+typedef struct {
+    const char *name;
+    int cin, cout, t, h, w;
+} conv_shape;
+
+/* C3D with batch 2 on a 3x16x112x112 clip: the input of every conv layer. */
+static const conv_shape C3D[] = {
+    {"conv1a", 3, 64, 16, 112, 112},  {"conv2a", 64, 128, 16, 56, 56},
+    {"conv3a", 128, 256, 8, 28, 28},  {"conv3b", 256, 256, 8, 28, 28},
+    {"conv4a", 256, 512, 4, 14, 14},  {"conv4b", 512, 512, 4, 14, 14},
+    {"conv5a", 512, 512, 2, 7, 7},    {"conv5b", 512, 512, 2, 7, 7},
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void fill(vt_tensor *t, uint64_t seed)
+{
+    for (size_t i = 0; i < t->numel; i++)
+        t->data[i] = vt_hash_uniform(seed, 1, i) - 0.5f;
+}
+
+static void row(const char *name, const char *pass, double sec, double flops)
+{
+    printf("ROW %-8s %-10s %9.2f ms %8.1f GFLOP/s\n", name, pass, sec * 1e3,
+           flops / sec * 1e-9);
+    fflush(stdout);
+}
+
+/* pass: 0 forward, 1 backward-data, 2 backward-weight (incl. bias). */
+static double time_conv(const conv_shape *s, int batch, int pass, int reps)
+{
+    double *ts = malloc((size_t)reps * sizeof *ts);
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    for (int r = -1; r < reps; r++) { /* r = -1 is the warm-up */
+        vt_ctx_reset(&c);
+        vt_tensor *x = vt_leaf(&c, 5, (int[]){batch, s->cin, s->t, s->h, s->w}, pass == 1);
+        vt_tensor *w = vt_leaf(&c, 5, (int[]){s->cout, s->cin, 3, 3, 3}, pass == 2);
+        vt_tensor *b = vt_leaf(&c, 1, (int[]){s->cout}, pass == 2);
+        fill(x, 1);
+        fill(w, 2);
+        fill(b, 3);
+        vt_conv3d_args a = {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1};
+        c.grad_enabled = pass != 0;
+        double t0 = now();
+        vt_tensor *y = vt_conv3d(&c, x, w, b, &a);
+        double t1 = now();
+        if (pass) {
+            float *seed = vt_arena_alloc(&c.arena, y->numel * sizeof(float));
+            for (size_t i = 0; i < y->numel; i++)
+                seed[i] = 1e-3f;
+            t0 = now();
+            vt_backward_seed(&c, y, seed);
+            t1 = now();
+        }
+        if (r >= 0)
+            ts[r] = t1 - t0;
+    }
+    double m = median(ts, reps);
+    vt_ctx_free(&c);
+    free(ts);
+    return m;
+}
+
+static void bench_lstm(int T, int reps)
+{
+    const int N = 8, F = 512, H = 512;
+    double *tf = malloc((size_t)reps * sizeof *tf), *tb = malloc((size_t)reps * sizeof *tb);
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    for (int r = -1; r < reps; r++) {
+        vt_ctx_reset(&c);
+        vt_tensor *x = vt_leaf(&c, 3, (int[]){N, T, F}, 1);
+        vt_tensor *p[4] = {vt_leaf(&c, 2, (int[]){4 * H, F}, 1),
+                           vt_leaf(&c, 2, (int[]){4 * H, H}, 1),
+                           vt_leaf(&c, 1, (int[]){4 * H}, 1),
+                           vt_leaf(&c, 1, (int[]){4 * H}, 1)};
+        fill(x, 4);
+        for (int k = 0; k < 4; k++) {
+            fill(p[k], 5 + k);
+            for (size_t i = 0; i < p[k]->numel; i++)
+                p[k]->data[i] *= 0.08f;
+        }
+        vt_lstm_args a = {F, H, 1, 0};
+        double t0 = now();
+        vt_tensor *y = vt_lstm(&c, x, &a, p, NULL, NULL, NULL, NULL);
+        double t1 = now();
+        float *seed = vt_arena_alloc(&c.arena, y->numel * sizeof(float));
+        for (size_t i = 0; i < y->numel; i++)
+            seed[i] = 1e-3f;
+        vt_backward_seed(&c, y, seed);
+        double t2 = now();
+        if (r >= 0) {
+            tf[r] = t1 - t0;
+            tb[r] = t2 - t0;
+        }
+    }
+    /* Forward: 2 GEMMs of 2*N*T*4H*(F or H) flops; backward twice that. */
+    double ff = 2.0 * N * T * 4 * H * (F + H);
+    char name[16];
+    snprintf(name, sizeof name, "lstm_t%d", T);
+    row(name, "fwd", median(tf, reps), ff);
+    row(name, "fwd+bwd", median(tb, reps), 3 * ff);
+    vt_ctx_free(&c);
+    free(tf);
+    free(tb);
+}
+
+int main(int argc, char **argv)
+{
+    int reps = 5, threads = 0;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--reps N] [--threads T] [--only NAME]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (reps < 1)
+        reps = 1;
+    if (threads > 0)
+        vt_set_threads(threads);
+    printf("# vtrain bench_ops: %d threads, %d timed repetitions (median)\n",
+           vt_get_threads(), reps);
+    const int batch = 2;
+    for (size_t i = 0; i < sizeof C3D / sizeof C3D[0]; i++) {
+        const conv_shape *s = &C3D[i];
+        if (only && strcmp(only, s->name))
+            continue;
+        double flops = 2.0 * batch * s->cout * s->t * s->h * s->w * s->cin * 27.0;
+        row(s->name, "fwd", time_conv(s, batch, 0, reps), flops);
+        row(s->name, "bwd_data", time_conv(s, batch, 1, reps), flops);
+        row(s->name, "bwd_weight", time_conv(s, batch, 2, reps), flops);
+    }
+    if (!only || !strcmp(only, "lstm")) {
+        bench_lstm(16, reps);
+        bench_lstm(64, reps);
+    }
+    return 0;
+}
