@@ -18,14 +18,20 @@
  * K = 1728 by P = 50176, 350 MB. Kernels 1x1x1 with unit stride and no
  * padding skip col: x itself is the (C x P) matrix.
  *
- * Threads: GEMMs are left large and threaded by OpenBLAS; vol2col runs its
- * rows in parallel and col2vol its input channels, so no two threads ever
- * add into the same gradient element. Bias gradients go per output channel
- * in a fixed order. Hence bit-identical results for a given thread count.
+ * The tile budget (8 MB, see op_conv3d_internal.h) is per thread.
+ *
+ * Threads: forward and backward-data run a sample per thread when the batch
+ * shares out evenly (see sample_parallel), else a sample at a time with
+ * OpenBLAS threading each GEMM, vol2col parallel over its rows and col2vol
+ * over input channels, so no two threads ever add into the same gradient
+ * element. The weight gradient always goes a sample at a time in order and
+ * bias gradients per output channel in a fixed order: bit-identical results
+ * for a given thread count, no atomics.
  */
 #include "vt_ops.h"
 #include "op_conv3d_internal.h"
 
+#include <omp.h>
 #include <string.h>
 
 static size_t tile_bytes = VT_CONV_TILE_BYTES_DEFAULT;
@@ -157,9 +163,9 @@ static void vol2col(const geom *g, const float *x, int r0, int nr, float *col)
             const float *src = xc + ((size_t)ti * g->h + (size_t)hi_) * g->w;
             for (int wo = 0; wo < lo; wo++)
                 dst[wo] = 0.0f;
-            if (g->sw == 1)
+            if (g->sw == 1 && hi > lo)
                 memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
-            else
+            else if (g->sw > 1)
                 for (int wo = lo; wo < hi; wo++)
                     dst[wo] = src[wo * g->sw + off];
             for (int wo = hi; wo < g->wo; wo++)
@@ -215,44 +221,129 @@ static float *col_alloc(const geom *g, int rows)
 
 /* ==== Fast kernels ===================================================== */
 
-static void conv_forward(const geom *g, const float *x, const float *w,
-                         const float *b, float *y)
+/* Samples run one per thread, each GEMM single-threaded (OpenBLAS inside an
+ * omp region), when they share out evenly: measured a little faster than
+ * threading every GEMM, since no call waits on the other core. Otherwise
+ * (a batch of 1, say) one sample at a time with OpenBLAS threading each
+ * GEMM and vol2col/col2vol parallel inside. Either way every output element
+ * is computed by one fixed sequence of operations for a given thread count. */
+static int sample_parallel(const geom *g)
+{
+    int th = omp_get_max_threads();
+    /* Small convolutions (tests, tiny layers) stay out of a parallel region:
+     * waking the team costs more than the work. */
+    double macs = (double)g->o * g->c / g->groups * g->kt * g->kh * g->kw *
+                  g->to * g->ho * g->wo;
+    return th > 1 && !omp_in_parallel() && macs >= 1e6 &&
+           (g->n % th == 0 || g->n >= 4 * th);
+}
+
+/* y (O, P) of one sample; col is a tile buffer or NULL when pointwise. */
+static void forward_sample(const geom *g, const float *x, const float *w,
+                           const float *b, float *y, float *col, int rows)
 {
     const int og = g->o / g->groups, cg = g->c / g->groups;
     const int kg = cg * g->kt * g->kh * g->kw;
     const size_t p = (size_t)g->to * g->ho * g->wo;
+    const float beta = b ? 1.0f : 0.0f;
+    if (b) {
+#pragma omp parallel for schedule(static) if ((size_t)g->o * p > 32768)
+        for (int o = 0; o < g->o; o++)
+            for (size_t i = 0; i < p; i++)
+                y[(size_t)o * p + i] = b[o];
+    }
+    if (!col) {
+        for (int gr = 0; gr < g->groups; gr++)
+            vt_sgemm(0, 0, og, (int)p, cg, 1.0f, w + (size_t)gr * og * kg, kg,
+                     x + (size_t)gr * cg * p, (int)p, beta,
+                     y + (size_t)gr * og * p, (int)p);
+        return;
+    }
+    for (int r0 = 0; r0 < g->to * g->ho; r0 += rows) {
+        int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
+        int pt = nr * g->wo;
+        vol2col(g, x, r0, nr, col);
+        for (int gr = 0; gr < g->groups; gr++)
+            vt_sgemm(0, 0, og, pt, kg, 1.0f, w + (size_t)gr * og * kg, kg,
+                     col + (size_t)gr * kg * pt, pt, beta,
+                     y + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p);
+    }
+}
+
+/* gx (C, T, H, W) += of one sample. */
+static void backward_data_sample(const geom *g, const float *w, const float *gy,
+                                 float *gx, float *col, int rows)
+{
+    const int og = g->o / g->groups, cg = g->c / g->groups;
+    const int kg = cg * g->kt * g->kh * g->kw;
+    const size_t p = (size_t)g->to * g->ho * g->wo;
+    if (!col) {
+        for (int gr = 0; gr < g->groups; gr++)
+            vt_sgemm(1, 0, cg, (int)p, og, 1.0f, w + (size_t)gr * og * kg, kg,
+                     gy + (size_t)gr * og * p, (int)p, 1.0f,
+                     gx + (size_t)gr * cg * p, (int)p);
+        return;
+    }
+    for (int r0 = 0; r0 < g->to * g->ho; r0 += rows) {
+        int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
+        int pt = nr * g->wo;
+        for (int gr = 0; gr < g->groups; gr++)
+            vt_sgemm(1, 0, kg, pt, og, 1.0f, w + (size_t)gr * og * kg, kg,
+                     gy + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p, 0.0f,
+                     col + (size_t)gr * kg * pt, pt);
+        col2vol(g, col, r0, nr, gx);
+    }
+}
+
+/* gw += the contribution of one sample. */
+static void backward_weight_sample(const geom *g, const float *x,
+                                   const float *gy, float *gw, float *col,
+                                   int rows)
+{
+    const int og = g->o / g->groups, cg = g->c / g->groups;
+    const int kg = cg * g->kt * g->kh * g->kw;
+    const size_t p = (size_t)g->to * g->ho * g->wo;
+    if (!col) {
+        for (int gr = 0; gr < g->groups; gr++)
+            vt_sgemm(0, 1, og, cg, (int)p, 1.0f, gy + (size_t)gr * og * p, (int)p,
+                     x + (size_t)gr * cg * p, (int)p, 1.0f,
+                     gw + (size_t)gr * og * kg, kg);
+        return;
+    }
+    for (int r0 = 0; r0 < g->to * g->ho; r0 += rows) {
+        int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
+        int pt = nr * g->wo;
+        vol2col(g, x, r0, nr, col);
+        for (int gr = 0; gr < g->groups; gr++)
+            vt_sgemm(0, 1, og, kg, pt, 1.0f,
+                     gy + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p,
+                     col + (size_t)gr * kg * pt, pt, 1.0f,
+                     gw + (size_t)gr * og * kg, kg);
+    }
+}
+
+static void conv_forward(const geom *g, const float *x, const float *w,
+                         const float *b, float *y)
+{
     const size_t xs = (size_t)g->c * g->t * g->h * g->w;
+    const size_t ys = (size_t)g->o * g->to * g->ho * g->wo;
     const int pointwise = is_pointwise(g);
     const int rows = pointwise ? 0 : tile_rows(g);
-    float *col = pointwise ? NULL : col_alloc(g, rows);
-    const float beta = b ? 1.0f : 0.0f;
-
-    for (int n = 0; n < g->n; n++) {
-        const float *xn = x + (size_t)n * xs;
-        float *yn = y + (size_t)n * g->o * p;
-        if (b) {
-#pragma omp parallel for schedule(static) if ((size_t)g->o * p > 32768)
-            for (int o = 0; o < g->o; o++)
-                for (size_t i = 0; i < p; i++)
-                    yn[(size_t)o * p + i] = b[o];
+    if (sample_parallel(g)) {
+#pragma omp parallel
+        {
+            float *col = pointwise ? NULL : col_alloc(g, rows);
+#pragma omp for schedule(static)
+            for (int n = 0; n < g->n; n++)
+                forward_sample(g, x + (size_t)n * xs, w, b, y + (size_t)n * ys, col,
+                               rows);
+            free(col);
         }
-        if (pointwise) {
-            for (int gr = 0; gr < g->groups; gr++)
-                vt_sgemm(0, 0, og, (int)p, cg, 1.0f, w + (size_t)gr * og * kg, kg,
-                         xn + (size_t)gr * cg * p, (int)p, beta,
-                         yn + (size_t)gr * og * p, (int)p);
-            continue;
-        }
-        for (int r0 = 0; r0 < g->to * g->ho; r0 += rows) {
-            int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
-            int pt = nr * g->wo;
-            vol2col(g, xn, r0, nr, col);
-            for (int gr = 0; gr < g->groups; gr++)
-                vt_sgemm(0, 0, og, pt, kg, 1.0f, w + (size_t)gr * og * kg, kg,
-                         col + (size_t)gr * kg * pt, pt, beta,
-                         yn + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p);
-        }
+        return;
     }
+    float *col = pointwise ? NULL : col_alloc(g, rows);
+    for (int n = 0; n < g->n; n++)
+        forward_sample(g, x + (size_t)n * xs, w, b, y + (size_t)n * ys, col, rows);
     free(col);
 }
 
@@ -260,66 +351,47 @@ static void conv_forward(const geom *g, const float *x, const float *w,
 static void conv_backward(const geom *g, const float *x, const float *w,
                           const float *gy, float *gx, float *gw, float *gb)
 {
-    const int og = g->o / g->groups, cg = g->c / g->groups;
-    const int kg = cg * g->kt * g->kh * g->kw;
     const size_t p = (size_t)g->to * g->ho * g->wo;
-    const size_t xs = (size_t)g->c * g->t * g->h * g->w;
+    const size_t xs = (size_t)g->c * g->t * g->h * g->w, ys = (size_t)g->o * p;
+    const int pointwise = is_pointwise(g);
+    const int rows = pointwise ? 0 : tile_rows(g);
 
     if (gb) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)g->n * ys > 32768)
         for (int o = 0; o < g->o; o++) {
             double s = 0;
             for (int n = 0; n < g->n; n++) {
-                const float *r = gy + ((size_t)n * g->o + (size_t)o) * p;
+                const float *r = gy + (size_t)n * ys + (size_t)o * p;
                 for (size_t i = 0; i < p; i++)
                     s += r[i];
             }
             gb[o] += (float)s;
         }
     }
+    if (gx && sample_parallel(g)) {
+#pragma omp parallel
+        {
+            float *col = pointwise ? NULL : col_alloc(g, rows);
+#pragma omp for schedule(static)
+            for (int n = 0; n < g->n; n++)
+                backward_data_sample(g, w, gy + (size_t)n * ys, gx + (size_t)n * xs,
+                                     col, rows);
+            free(col);
+        }
+        gx = NULL;
+    }
     if (!gx && !gw)
         return;
-
-    const int pointwise = is_pointwise(g);
-    const int rows = pointwise ? 0 : tile_rows(g);
+    /* The weight gradient sums over samples: one sample at a time in order,
+     * threads inside, so the sum never depends on how samples were split. */
     float *col = pointwise ? NULL : col_alloc(g, rows);
     for (int n = 0; n < g->n; n++) {
-        const float *xn = x + (size_t)n * xs;
-        const float *gyn = gy + (size_t)n * g->o * p;
-        float *gxn = gx ? gx + (size_t)n * xs : NULL;
-        if (pointwise) {
-            for (int gr = 0; gr < g->groups; gr++) {
-                const float *wg = w + (size_t)gr * og * kg;
-                const float *gyg = gyn + (size_t)gr * og * p;
-                if (gw)
-                    vt_sgemm(0, 1, og, cg, (int)p, 1.0f, gyg, (int)p,
-                             xn + (size_t)gr * cg * p, (int)p, 1.0f,
-                             gw + (size_t)gr * og * kg, kg);
-                if (gx)
-                    vt_sgemm(1, 0, cg, (int)p, og, 1.0f, wg, kg, gyg, (int)p,
-                             1.0f, gxn + (size_t)gr * cg * p, (int)p);
-            }
-            continue;
-        }
-        for (int r0 = 0; r0 < g->to * g->ho; r0 += rows) {
-            int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
-            int pt = nr * g->wo;
-            if (gw) {
-                vol2col(g, xn, r0, nr, col);
-                for (int gr = 0; gr < g->groups; gr++)
-                    vt_sgemm(0, 1, og, kg, pt, 1.0f,
-                             gyn + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p,
-                             col + (size_t)gr * kg * pt, pt, 1.0f,
-                             gw + (size_t)gr * og * kg, kg);
-            }
-            if (gx) {
-                for (int gr = 0; gr < g->groups; gr++)
-                    vt_sgemm(1, 0, kg, pt, og, 1.0f, w + (size_t)gr * og * kg, kg,
-                             gyn + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p,
-                             0.0f, col + (size_t)gr * kg * pt, pt);
-                col2vol(g, col, r0, nr, gxn);
-            }
-        }
+        if (gw)
+            backward_weight_sample(g, x + (size_t)n * xs, gy + (size_t)n * ys, gw,
+                                   col, rows);
+        if (gx)
+            backward_data_sample(g, w, gy + (size_t)n * ys, gx + (size_t)n * xs, col,
+                                 rows);
     }
     free(col);
 }
@@ -388,7 +460,7 @@ vt_tensor *vt_conv2d_frames(vt_ctx *c, vt_tensor *x, vt_tensor *w,
 /* ==== Reference kernels ================================================ */
 
 /* Direct loops, no BLAS, no threads: the definition the fast path is
- * tested against. Sums in double. */
+ * tested against. Gathers (y, gw, gb) sum in double; gx is scattered. */
 
 /* Flat index of x[n, ch, ti, hi, wi], or -1 when the tap falls in padding. */
 static long tap(const geom *g, int n, int ch, int to, int ho, int wo, int i,
