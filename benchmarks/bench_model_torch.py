@@ -48,8 +48,11 @@ def madds(model, x):
         elif isinstance(mod, torch.nn.Linear):
             total[0] += out.numel() * mod.in_features
     hs = [m.register_forward_hook(hook) for m in model.modules()]
+    was_training = model.training
+    model.eval()  # one clip: batch norm cannot use batch statistics
     with torch.no_grad():
         model(x)
+    model.train(was_training)
     for h in hs:
         h.remove()
     return total[0]

@@ -410,8 +410,9 @@ START_TEST(threads_deterministic)
 {
     /* Big enough that every parallel loop and OpenBLAS's threading engage,
      * with several tiles per sample. Two threads take the first two cases a
-     * sample per thread and the last two (3 samples) a sample at a time with
-     * threaded GEMMs; one thread always goes a sample at a time. */
+     * sample per thread (both gradients fused, per-thread gw partials) and
+     * the last two (3 samples) split gw over (sample, tile) items, then gx a
+     * sample at a time with threaded GEMMs; one thread goes in order. */
     static const conv_case cases[] = {
         {{2, 8, 6, 20, 20}, {16, 8, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
         {{2, 32, 4, 14, 14}, {48, 32, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},

@@ -20,13 +20,20 @@
  *
  * The tile budget (8 MB, see op_conv3d_internal.h) is per thread.
  *
- * Threads: forward and backward-data run a sample per thread when the batch
- * shares out evenly (see sample_parallel), else a sample at a time with
- * OpenBLAS threading each GEMM, vol2col parallel over its rows and col2vol
- * over input channels, so no two threads ever add into the same gradient
- * element. The weight gradient always goes a sample at a time in order and
- * bias gradients per output channel in a fixed order: bit-identical results
- * for a given thread count, no atomics.
+ * Backward builds col once per tile for both gradients: gw += dy . col^T,
+ * then col is reused for W^T . dy and scattered into gx.
+ *
+ * Threads: forward and backward run a sample per thread when the batch
+ * shares out evenly (see sample_parallel), each GEMM single-threaded. Else
+ * a sample at a time with OpenBLAS threading each GEMM, vol2col parallel
+ * over its rows and col2vol over input channels, so no two threads ever add
+ * into the same gx element. The weight gradient of any layer of 1e6 MACs
+ * or more splits over threads (by samples, or by (sample, tile) items when
+ * gx is not wanted or samples do not share out): each thread sums its items
+ * into its own partial, (threads - 1) weight-sized buffers while backward
+ * runs, and the partials are added in thread order (backward_threads); bias gradients
+ * go per output channel in a fixed order. Bit-identical results for a given
+ * thread count, no atomics; across thread counts they differ by rounding.
  */
 #include "vt_ops.h"
 #include "op_conv3d_internal.h"
@@ -270,56 +277,37 @@ static void forward_sample(const geom *g, const float *x, const float *w,
     }
 }
 
-/* gx (C, T, H, W) += of one sample. */
-static void backward_data_sample(const geom *g, const float *w, const float *gy,
-                                 float *gx, float *col, int rows)
+/* One tile of rows [r0, r0 + nr) of one sample, both gradients from a
+ * single vol2col: gw += dy . col^T first, then col is overwritten with
+ * W^T . dy and scattered into gx. Either of gw, gx may be NULL. Pointwise
+ * (col NULL): x and gx themselves are the (C x P) matrices. */
+static void backward_tile(const geom *g, const float *x, const float *w,
+                          const float *gy, float *gx, float *gw, float *col,
+                          int r0, int nr)
 {
     const int og = g->o / g->groups, cg = g->c / g->groups;
     const int kg = cg * g->kt * g->kh * g->kw;
-    const size_t p = (size_t)g->to * g->ho * g->wo;
-    if (!col) {
+    const int p = g->to * g->ho * g->wo, pt = nr * g->wo;
+    const size_t off = (size_t)r0 * g->wo;
+    const float *b = col ? col : x + off;
+    const int ldb = col ? pt : p;
+    if (gw) {
+        if (col)
+            vol2col(g, x, r0, nr, col);
         for (int gr = 0; gr < g->groups; gr++)
-            vt_sgemm(1, 0, cg, (int)p, og, 1.0f, w + (size_t)gr * og * kg, kg,
-                     gy + (size_t)gr * og * p, (int)p, 1.0f,
-                     gx + (size_t)gr * cg * p, (int)p);
-        return;
+            vt_sgemm(0, 1, og, kg, pt, 1.0f, gy + (size_t)gr * og * p + off, p,
+                     b + (size_t)gr * kg * ldb, ldb, 1.0f,
+                     gw + (size_t)gr * og * kg, kg);
     }
-    for (int r0 = 0; r0 < g->to * g->ho; r0 += rows) {
-        int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
-        int pt = nr * g->wo;
-        for (int gr = 0; gr < g->groups; gr++)
-            vt_sgemm(1, 0, kg, pt, og, 1.0f, w + (size_t)gr * og * kg, kg,
-                     gy + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p, 0.0f,
-                     col + (size_t)gr * kg * pt, pt);
+    if (!gx)
+        return;
+    for (int gr = 0; gr < g->groups; gr++)
+        vt_sgemm(1, 0, kg, pt, og, 1.0f, w + (size_t)gr * og * kg, kg,
+                 gy + (size_t)gr * og * p + off, p, col ? 0.0f : 1.0f,
+                 col ? col + (size_t)gr * kg * pt : gx + (size_t)gr * cg * p + off,
+                 ldb);
+    if (col)
         col2vol(g, col, r0, nr, gx);
-    }
-}
-
-/* gw += the contribution of one sample. */
-static void backward_weight_sample(const geom *g, const float *x,
-                                   const float *gy, float *gw, float *col,
-                                   int rows)
-{
-    const int og = g->o / g->groups, cg = g->c / g->groups;
-    const int kg = cg * g->kt * g->kh * g->kw;
-    const size_t p = (size_t)g->to * g->ho * g->wo;
-    if (!col) {
-        for (int gr = 0; gr < g->groups; gr++)
-            vt_sgemm(0, 1, og, cg, (int)p, 1.0f, gy + (size_t)gr * og * p, (int)p,
-                     x + (size_t)gr * cg * p, (int)p, 1.0f,
-                     gw + (size_t)gr * og * kg, kg);
-        return;
-    }
-    for (int r0 = 0; r0 < g->to * g->ho; r0 += rows) {
-        int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
-        int pt = nr * g->wo;
-        vol2col(g, x, r0, nr, col);
-        for (int gr = 0; gr < g->groups; gr++)
-            vt_sgemm(0, 1, og, kg, pt, 1.0f,
-                     gy + (size_t)gr * og * p + (size_t)r0 * g->wo, (int)p,
-                     col + (size_t)gr * kg * pt, pt, 1.0f,
-                     gw + (size_t)gr * og * kg, kg);
-    }
 }
 
 static void conv_forward(const geom *g, const float *x, const float *w,
@@ -347,14 +335,73 @@ static void conv_forward(const geom *g, const float *x, const float *w,
     free(col);
 }
 
+/* Large enough to be worth a parallel region (see sample_parallel). */
+static int big_enough(const geom *g)
+{
+    double macs = (double)g->o * g->c / g->groups * g->kt * g->kh * g->kw *
+                  g->to * g->ho * g->wo;
+    return omp_get_max_threads() > 1 && !omp_in_parallel() && macs >= 1e6;
+}
+
+/* Backward over work items (sample, tile) split into one contiguous range
+ * per thread, GEMMs single-threaded. With gx the items are whole samples:
+ * col2vol of neighbouring tiles of one sample add into the same rows of gx.
+ * The weight gradient sums over items, so each thread accumulates its own
+ * partial (thread 0 straight into gw, the others into zeroed buffers) and
+ * the partials are added in thread order: fixed for a given thread count,
+ * no atomics. Costs (threads - 1) weight-sized buffers while it runs. */
+static void backward_threads(const geom *g, const float *x, const float *w,
+                             const float *gy, float *gx, float *gw, int rows)
+{
+    const size_t xs = (size_t)g->c * g->t * g->h * g->w;
+    const size_t ys = (size_t)g->o * g->to * g->ho * g->wo;
+    const size_t wsz = (size_t)g->o * (g->c / g->groups) * g->kt * g->kh * g->kw;
+    const int nrows = g->to * g->ho, ntiles = (nrows + rows - 1) / rows;
+    const int pointwise = is_pointwise(g), th = omp_get_max_threads();
+    const long items = gx ? g->n : (long)g->n * ntiles;
+    float *part = NULL;
+    if (gw && th > 1) {
+        part = calloc((size_t)(th - 1) * wsz, sizeof *part);
+        VT_ASSERT(part, "conv: out of memory for %d weight-gradient partials",
+                  th - 1);
+    }
+#pragma omp parallel num_threads(th)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        float *col = pointwise ? NULL : col_alloc(g, rows);
+        float *gwt = !gw ? NULL : t == 0 ? gw : part + (size_t)(t - 1) * wsz;
+        const long lo = items * t / nt, hi = items * (t + 1) / nt;
+        for (long it = lo; it < hi; it++) {
+            int n = gx ? (int)it : (int)(it / ntiles);
+            int t0 = gx ? 0 : (int)(it % ntiles), t1 = gx ? ntiles : t0 + 1;
+            for (int ti = t0; ti < t1; ti++) {
+                int r0 = ti * rows, nr = nrows - r0 < rows ? nrows - r0 : rows;
+                backward_tile(g, x + (size_t)n * xs, w, gy + (size_t)n * ys,
+                              gx ? gx + (size_t)n * xs : NULL, gwt, col, r0, nr);
+            }
+        }
+        free(col);
+    }
+    if (part) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < wsz; i++) {
+            float s = gw[i];
+            for (int t = 0; t < th - 1; t++)
+                s += part[(size_t)t * wsz + i];
+            gw[i] = s;
+        }
+        free(part);
+    }
+}
+
 /* Adds into whichever of gx, gw, gb is not NULL. */
 static void conv_backward(const geom *g, const float *x, const float *w,
                           const float *gy, float *gx, float *gw, float *gb)
 {
     const size_t p = (size_t)g->to * g->ho * g->wo;
     const size_t xs = (size_t)g->c * g->t * g->h * g->w, ys = (size_t)g->o * p;
-    const int pointwise = is_pointwise(g);
-    const int rows = pointwise ? 0 : tile_rows(g);
+    const int pointwise = is_pointwise(g), nrows = g->to * g->ho;
+    const int rows = pointwise ? nrows : tile_rows(g);
 
     if (gb) {
 #pragma omp parallel for schedule(static) if ((size_t)g->n * ys > 32768)
@@ -368,31 +415,25 @@ static void conv_backward(const geom *g, const float *x, const float *w,
             gb[o] += (float)s;
         }
     }
-    if (gx && sample_parallel(g)) {
-#pragma omp parallel
-        {
-            float *col = pointwise ? NULL : col_alloc(g, rows);
-#pragma omp for schedule(static)
-            for (int n = 0; n < g->n; n++)
-                backward_data_sample(g, w, gy + (size_t)n * ys, gx + (size_t)n * xs,
-                                     col, rows);
-            free(col);
-        }
-        gx = NULL;
-    }
     if (!gx && !gw)
         return;
-    /* The weight gradient sums over samples: one sample at a time in order,
-     * threads inside, so the sum never depends on how samples were split. */
-    float *col = pointwise ? NULL : col_alloc(g, rows);
-    for (int n = 0; n < g->n; n++) {
-        if (gw)
-            backward_weight_sample(g, x + (size_t)n * xs, gy + (size_t)n * ys, gw,
-                                   col, rows);
-        if (gx)
-            backward_data_sample(g, w, gy + (size_t)n * ys, gx + (size_t)n * xs, col,
-                                 rows);
+    if (gx ? sample_parallel(g) : big_enough(g)) {
+        backward_threads(g, x, w, gy, gx, gw, rows);
+        return;
     }
+    /* Samples do not share out (a batch of 1, say): the weight gradient
+     * still splits over tiles, and the data gradient goes a sample at a time
+     * with threads inside each GEMM, vol2col and col2vol. */
+    if (gw && big_enough(g)) {
+        backward_threads(g, x, w, gy, NULL, gw, rows);
+        gw = NULL;
+    }
+    float *col = pointwise ? NULL : col_alloc(g, rows);
+    for (int n = 0; n < g->n; n++)
+        for (int r0 = 0; r0 < nrows; r0 += rows)
+            backward_tile(g, x + (size_t)n * xs, w, gy + (size_t)n * ys,
+                          gx ? gx + (size_t)n * xs : NULL, gw, col, r0,
+                          nrows - r0 < rows ? nrows - r0 : rows);
     free(col);
 }
 
