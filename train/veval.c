@@ -2,13 +2,18 @@
  * (top-1, top-5), mean class accuracy, per-class accuracy and the
  * confusion matrix (CSV and SVG), a summary table and optional JSON.
  * Exit status: 0 done, 1 runtime failure (damaged checkpoint, unreadable
- * data), 2 bad arguments or config. */
+ * data), 2 bad arguments or config.
+ *
+ * Under an MPI launcher (mpirun -np N veval ...) each rank scores a block of
+ * the test videos and rank 0 reports the combined numbers, the same as one
+ * process's (docs/distributed.md). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "toolcommon.h"
+#include "vt_dist.h"
 
 static void usage(FILE *f)
 {
@@ -318,21 +323,39 @@ int main(int argc, char **argv)
     memset(&res, 0, sizeof res);
     char **names = NULL;
     int n_names = 0;
-    status = vt_tool_model_open(&tm, ckpt, config, sets.v, sets.n, err, sizeof err);
-    if (status) {
+    if (vt_dist_init("veval", err, sizeof err)) {
         fprintf(stderr, "veval: %s\n", err);
+        vt_tool_sets_free(&sets);
+        vt_tool_sets_free(&flags);
+        return 1;
+    }
+    /* Distributed: rank 0 alone prints and writes; failures any rank meets
+     * alone are agreed on so that no rank waits for another forever. */
+    const int lead = vt_dist_rank() == 0;
+    status = vt_tool_model_open(&tm, ckpt, config, sets.v, sets.n, err, sizeof err);
+    status = vt_dist_agree(status, err, sizeof err);
+    if (status) {
+        if (lead)
+            fprintf(stderr, "veval: %s\n", err);
         goto done;
     }
+    if (tm.run.train.threads == 0 && vt_dist_size() > 1)
+        vt_set_threads(vt_dist_default_threads());
 
     vt_data_config d = tm.run.data;
     d.batch = tm.run.train.batch_size;
     d.shuffle = 0;
     d.drop_last = 0;
     d.warn = on_warn;
+    if (vt_dist_size() > 1) {
+        d.shard = vt_dist_rank();
+        d.n_shards = vt_dist_size();
+    }
     vt_progress_init(&prog);
-    if (vt_loader_open(&d, VT_TEST, &l, err, sizeof err)) {
-        fprintf(stderr, "veval: %s\n", err);
-        status = 1;
+    status = vt_loader_open(&d, VT_TEST, &l, err, sizeof err) ? 1 : 0;
+    if ((status = vt_dist_agree(status, err, sizeof err))) {
+        if (lead)
+            fprintf(stderr, "veval: %s\n", err);
         goto done;
     }
     n_names = vt_loader_num_classes(l);
@@ -344,22 +367,29 @@ int main(int argc, char **argv)
     }
     /* Output k means the checkpoint's class k: another classInd.txt order
      * would score a good model as a bad one without any error. */
-    for (int k = 0; k < n_names && tm.info.n_classes == n_names; k++)
+    for (int k = 0; k < n_names && tm.info.n_classes == n_names && lead; k++)
         if (strcmp(tm.info.classes[k], names[k])) {
             fprintf(stderr, "veval: warning: class %d is '%s' in the checkpoint but '%s' in "
                     "%s/classInd.txt: the accuracies below assume the dataset's order\n",
                     k + 1, tm.info.classes[k], names[k], tm.run.data_splits);
             break;
         }
-    if (vt_evaluate(&tm.run.model, l, &res, on_progress, NULL, err, sizeof err)) {
+    if (vt_evaluate(&tm.run.model, l, &res, lead ? on_progress : NULL, NULL, err, sizeof err)) {
         vt_progress_clear(&prog);
-        fprintf(stderr, "veval: %s\n", err);
+        if (lead)
+            fprintf(stderr, "veval: %s\n", err);
         status = 1;
         goto done;
     }
     vt_progress_clear(&prog);
     vt_loader_stats st;
     vt_loader_stats_get(l, &st);
+    /* Each test video belongs to one rank: the sum counts each once. */
+    long skipped = st.skipped;
+    vt_dist_sum_long(&skipped, 1);
+    st.skipped = (int)skipped;
+    if (!lead) /* rank 0 writes the outputs */
+        goto done;
     if (res.videos == 0) {
         fprintf(stderr, "veval: no test video of split %d could be read (%d listed)\n",
                 d.split, vt_loader_num_videos(l));
@@ -415,5 +445,6 @@ done:
     vt_tool_model_close(&tm);
     vt_tool_sets_free(&sets);
     vt_tool_sets_free(&flags);
+    vt_dist_finalize();
     return status;
 }

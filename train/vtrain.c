@@ -4,12 +4,16 @@
  *                 [--stop-after N] [--quiet]
  *
  * Exit status: 0 done, 2 config or usage error, 1 runtime failure,
- * 130 / 143 stopped by SIGINT / SIGTERM (a checkpoint was written). */
+ * 130 / 143 stopped by SIGINT / SIGTERM (a checkpoint was written).
+ *
+ * Under an MPI launcher (mpirun -np N vtrain CONFIG ...) the N processes
+ * train one model together (docs/distributed.md); rank 0 prints. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "vt_dist.h"
 #include "vt_run.h"
 
 static volatile sig_atomic_t last_signal;
@@ -18,6 +22,7 @@ static void on_signal(int sig)
 {
     last_signal = sig;
     vt_train_stop_requested = 1;
+    vt_dist_signal_note(sig);
     /* A second signal ends the process at once. */
     signal(sig, SIG_DFL);
 }
@@ -32,7 +37,8 @@ static void usage(FILE *f)
             "  --stop-after N       stop after N steps of this invocation, with a checkpoint\n"
             "  --quiet              no progress output\n"
             "  --help-config        print the reference of every config section and key\n"
-            "See docs/config.md for the config language.\n");
+            "See docs/config.md for the config language. Data-parallel training on N\n"
+            "processes or machines: mpirun -np N vtrain CONFIG ... (docs/distributed.md).\n");
 }
 
 static int dry_run(const char *path, const char *const *sets, int n_sets)
@@ -120,22 +126,38 @@ int main(int argc, char **argv)
         free(sets);
         return rc;
     }
+    char err[1024];
+    if (vt_dist_init("vtrain", err, sizeof err)) {
+        fprintf(stderr, "vtrain: %s\n", err);
+        free(sets);
+        return 1;
+    }
+    /* Under mpirun, a Ctrl-C reaches every rank as SIGTERM; a signal at any
+     * one rank stops all of them after the same step. */
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     vt_train_opts o = {config, sets, n_sets, resume, stop_after, quiet};
-    char err[1024];
     int rc = vt_train_run(&o, err, sizeof err);
     free(sets);
+    /* Every rank ends with the same status and message: rank 0 says it. */
+    int lead = vt_dist_rank() == 0, status;
     switch (rc) {
     case VT_TRAIN_DONE:
-        return 0;
+        status = 0;
+        break;
     case VT_TRAIN_INTERRUPTED:
-        return last_signal ? 128 + last_signal : 0;
+        status = last_signal ? 128 + last_signal : 0;
+        break;
     case VT_TRAIN_CONFIG_ERROR:
-        fprintf(stderr, "%s\n", err);
-        return 2;
+        if (lead)
+            fprintf(stderr, "%s\n", err);
+        status = 2;
+        break;
     default:
-        fprintf(stderr, "vtrain: %s\n", err);
-        return 1;
+        if (lead)
+            fprintf(stderr, "vtrain: %s\n", err);
+        status = 1;
     }
+    vt_dist_finalize();
+    return status;
 }

@@ -2,7 +2,7 @@
  *
  * Shapes: any; add/mul take two tensors of the same shape.
  * Saved for backward: relu/sigmoid/tanh reuse their own output (out->data),
- * so nothing extra; dropout recomputes its mask from (seed, stream);
+ * so nothing extra; dropout recomputes its mask from (seed, stream, base);
  * mul keeps pointers to both inputs.
  */
 #include "vt_ops.h"
@@ -105,7 +105,7 @@ vt_tensor *vt_tanh(vt_ctx *c, vt_tensor *x)
 /* ==== dropout ========================================================== */
 
 typedef struct {
-    uint64_t seed, stream;
+    uint64_t seed, stream, base;
     float p, scale;
 } dropout_saved;
 
@@ -126,7 +126,7 @@ static void dropout_backward(vt_ctx *c, vt_node *nd)
     size_t n = y->numel;
     PAR_FOR
     for (size_t i = 0; i < n; i++)
-        gx[i] += gy[i] * keep_scale(s->seed, s->stream, i, s->p, s->scale);
+        gx[i] += gy[i] * keep_scale(s->seed, s->stream, s->base + i, s->p, s->scale);
 }
 const vt_op_def vt_op_dropout = {"dropout", dropout_backward};
 
@@ -142,12 +142,15 @@ vt_tensor *vt_dropout(vt_ctx *c, vt_tensor *x, float p)
     float *yv = y->data;
     size_t n = x->numel;
     uint64_t seed = c->rng.seed;
+    /* Data-parallel share of a batch (dim 0): the mask elements its samples
+     * would get in the whole batch, so N processes drop what one would. */
+    uint64_t base = x->shape[0] ? (uint64_t)c->shard_offset * (n / (size_t)x->shape[0]) : 0;
     PAR_FOR
     for (size_t i = 0; i < n; i++)
-        yv[i] = xv[i] * keep_scale(seed, stream, i, p, scale);
+        yv[i] = xv[i] * keep_scale(seed, stream, base + i, p, scale);
     if (vt_needs_grad(c, 1, &x)) {
         dropout_saved *s = vt_arena_alloc(&c->arena, sizeof *s);
-        *s = (dropout_saved){seed, stream, p, scale};
+        *s = (dropout_saved){seed, stream, base, p, scale};
         vt_record(c, &vt_op_dropout, 1, &x, 1, &y, s);
     }
     return y;

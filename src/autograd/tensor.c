@@ -170,6 +170,65 @@ float *vt_grad(vt_ctx *c, vt_tensor *t)
     return t->grad;
 }
 
+/* ==== Gradient-ready notifications (on_grad_ready) ===================== */
+
+/* Remaining uses of each leaf on the tape, in an open-addressing table
+ * keyed by the tensor's address (arena memory, built once per sweep). */
+typedef struct {
+    vt_tensor *t;
+    int uses;
+} leaf_use;
+
+typedef struct {
+    leaf_use *tab;
+    size_t mask;
+} leaf_table;
+
+static int is_leaf(const vt_tensor *t) { return t && t->requires_grad && !t->node; }
+
+static leaf_use *leaf_slot(const leaf_table *lt, const vt_tensor *t)
+{
+    size_t i = (size_t)(((uintptr_t)t >> 4) * 0x9E3779B97F4A7C15ull >> 17) & lt->mask;
+    while (lt->tab[i].t && lt->tab[i].t != t)
+        i = (i + 1) & lt->mask;
+    return &lt->tab[i];
+}
+
+static void leaf_table_build(vt_ctx *c, leaf_table *lt)
+{
+    size_t slots = 0, cap = 16;
+    for (size_t k = 0; k < c->n_nodes; k++)
+        slots += (size_t)c->tape[k]->n_in;
+    while (cap < 2 * slots + 1)
+        cap *= 2;
+    lt->tab = vt_arena_calloc(&c->arena, cap * sizeof *lt->tab);
+    lt->mask = cap - 1;
+    for (size_t k = 0; k < c->n_nodes; k++) {
+        vt_node *n = c->tape[k];
+        for (int i = 0; i < n->n_in; i++)
+            if (is_leaf(n->in[i])) {
+                leaf_use *u = leaf_slot(lt, n->in[i]);
+                u->t = n->in[i];
+                u->uses++;
+            }
+    }
+}
+
+/* After node n's turn in the sweep (run or skipped): a leaf none of whose
+ * remaining uses is still ahead gets its final gradient announced. */
+static void leaf_table_visit(vt_ctx *c, const leaf_table *lt, vt_node *n)
+{
+    for (int i = 0; i < n->n_in; i++)
+        if (is_leaf(n->in[i])) {
+            leaf_use *u = leaf_slot(lt, n->in[i]);
+            if (--u->uses == 0)
+                c->on_grad_ready(c->on_grad_ud, n->in[i]);
+        }
+    c->on_grad_ready(c->on_grad_ud, NULL);
+}
+
+/* ==== Reverse sweep ==================================================== */
+
 /* Nodes are replayed newest first: a node runs only once every later node
  * has added into its outputs' gradients, which the recording order
  * guarantees (an output is always recorded before its consumers). A node
@@ -180,6 +239,9 @@ void vt_backward_seed(vt_ctx *c, vt_tensor *out, const float *seed)
     float *g = vt_grad(c, out);
     for (size_t i = 0; i < out->numel; i++)
         g[i] += seed[i];
+    leaf_table lt = {NULL, 0};
+    if (c->on_grad_ready)
+        leaf_table_build(c, &lt);
     for (size_t k = c->n_nodes; k-- > 0;) {
         vt_node *n = c->tape[k];
         int live = 0;
@@ -187,6 +249,8 @@ void vt_backward_seed(vt_ctx *c, vt_tensor *out, const float *seed)
             live |= n->out[i]->grad != NULL;
         if (live)
             n->op->backward(c, n);
+        if (c->on_grad_ready)
+            leaf_table_visit(c, &lt, n);
     }
 }
 

@@ -118,6 +118,17 @@ struct vt_ctx {
     int training;     /* dropout active, batch norm uses batch statistics */
     int grad_enabled; /* record the tape; off = eval/no-grad: nothing saved */
     vt_rng rng;       /* dropout */
+    /* Data-parallel training (src/dist). Both are 0 / NULL otherwise.
+     * shard_offset: samples of the global batch that come before this
+     * process's share, so dropout draws the mask elements a one-process
+     * run would draw for the same samples. */
+    size_t shard_offset;
+    /* Called by the reverse sweep with each leaf (parameter) whose gradient
+     * is complete, i.e. after the last node that uses it has run, and with
+     * NULL after every node so the caller can poll pending communication.
+     * Leaves reach it in the same order on every run. */
+    void (*on_grad_ready)(void *ud, vt_tensor *leaf);
+    void *on_grad_ud;
 };
 
 void vt_ctx_init(vt_ctx *c, uint64_t seed);

@@ -11,7 +11,10 @@
  * A broken video (decode or read error) is reported once and, in training,
  * replaced by the first readable of a hashed sequence of candidates, so the
  * replacement too depends only on (seed, e, b) and which files are broken;
- * in testing its views are dropped from the batch. */
+ * in testing its views are dropped from the batch.
+ * Sharding (data-parallel runs): a training shard builds only its slice of
+ * each global batch, with the clip indices of the whole batch; a test shard
+ * iterates over the views of its contiguous block of videos. */
 #include "vt_autograd.h"
 #include "vt_data.h"
 #include "vt_h5.h"
@@ -78,7 +81,10 @@ struct vt_loader {
     vt_norm norm;
     float *cube;
     int views;        /* test views per video */
-    long n_items;     /* videos (train) or views (test) per epoch */
+    long n_items;     /* videos (train) or views (test) per epoch; a test
+                         shard: the views of its block of videos */
+    long item_base;   /* test shard: the first view of its block */
+    int n_shards;     /* 1 without sharding */
     int nb;           /* batches per epoch */
     int T, ch, cw;
 
@@ -318,14 +324,22 @@ static void build(worker *wk, long g, slot *s)
     int n = (int)(l->n_items - start < l->c.batch ? l->n_items - start : l->c.batch);
     char why[512];
     int out = 0;
+    /* Training share of this shard: clips [lo, hi) of the whole batch. */
+    int lo = 0, hi = n;
+    if (l->mode == VT_TRAIN && l->n_shards > 1) {
+        lo = (int)((long)l->c.shard * n / l->n_shards);
+        hi = (int)((long)(l->c.shard + 1) * n / l->n_shards);
+    }
     s->rc = 0;
     bt->epoch = (int)e;
     bt->index = b;
+    bt->first = lo;
+    bt->total = n;
     if (l->mode == VT_TRAIN && wk->perm_epoch != e) {
         make_perm(l, e, wk->perm);
         wk->perm_epoch = e;
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = lo; i < hi; i++) {
         float *dst = bt->x + (size_t)out * per;
         if (l->mode == VT_TRAIN) {
             double pos = urand(l, e, b, i, R_TIME);
@@ -352,7 +366,7 @@ static void build(worker *wk, long g, slot *s)
             bt->clip[out] = 0;
             out++;
         } else {
-            long q = start + i;
+            long q = l->item_base + start + i;
             int v = (int)(q / l->views), view = (int)(q % l->views);
             int k = view / l->c.crops, crop = view % l->c.crops;
             int which = l->c.crops == 1 ? 0 : crop + 1;
@@ -370,7 +384,7 @@ static void build(worker *wk, long g, slot *s)
         }
     }
     bt->n = out;
-    if (l->mode == VT_TRAIN && out == 0 && n > 0) {
+    if (l->mode == VT_TRAIN && out == 0 && hi > lo) {
         s->rc = -1;
         snprintf(s->err, sizeof s->err, "batch %d of epoch %ld: no readable video "
                  "among %d candidates per clip", b, e, MAX_ATTEMPTS + 1);
@@ -516,6 +530,7 @@ int vt_loader_num_videos(const vt_loader *l) { return l->n; }
 const char *vt_loader_video_path(const vt_loader *l, int v) { return l->v[v].path; }
 int vt_loader_video_label(const vt_loader *l, int v) { return l->v[v].label; }
 int vt_loader_num_classes(const vt_loader *l) { return l->n_classes; }
+int vt_loader_num_shards(const vt_loader *l) { return l->n_shards; }
 const char *vt_loader_class_name(const vt_loader *l, int k) { return l->classes[k]; }
 
 void vt_loader_stats_get(vt_loader *l, vt_loader_stats *s)
@@ -611,6 +626,8 @@ static int check_config(const vt_data_config *c, int mode, char *err, size_t err
         BAD("threads = %d: must be 0..256", c->threads);
     if (c->prefetch < 0 || c->prefetch > 1024)
         BAD("prefetch = %d: must be 0..1024", c->prefetch);
+    if (c->n_shards < 0 || (c->n_shards > 0 && (c->shard < 0 || c->shard >= c->n_shards)))
+        BAD("shard %d of %d: must be 0..n_shards-1", c->shard, c->n_shards);
     return 0;
 #undef BAD
 }
@@ -799,6 +816,16 @@ int vt_loader_open(const vt_data_config *cfg, int mode, vt_loader **out,
         FAIL("out of memory");
     l->views = mode == VT_TEST ? cfg->clips_per_video * cfg->crops : 1;
     l->n_items = mode == VT_TEST ? (long)l->n * l->views : l->n;
+    l->n_shards = cfg->n_shards > 1 ? cfg->n_shards : 1;
+    if (mode == VT_TEST && l->n_shards > 1) {
+        if (l->n < l->n_shards)
+            FAIL("the test list of split %d has %d videos, fewer than the %d processes "
+                 "that share it", cfg->split, l->n, l->n_shards);
+        long v0 = (long)cfg->shard * l->n / l->n_shards;
+        long v1 = (long)(cfg->shard + 1) * l->n / l->n_shards;
+        l->item_base = v0 * l->views;
+        l->n_items = (v1 - v0) * l->views;
+    }
     l->nb = (int)((l->n_items + cfg->batch - 1) / cfg->batch);
     if (mode == VT_TRAIN && cfg->drop_last) {
         l->nb = (int)(l->n_items / cfg->batch);
@@ -816,18 +843,20 @@ int vt_loader_open(const vt_data_config *cfg, int mode, vt_loader **out,
         FAIL("out of memory");
     l->nw_alloc = nw;
     size_t per = (size_t)3 * l->T * l->ch * l->cw;
+    /* A training shard holds at most ceil(batch / N) clips of a batch. */
+    int cap = mode == VT_TRAIN ? (cfg->batch + l->n_shards - 1) / l->n_shards : cfg->batch;
     for (int i = 0; i < l->n_slots; i++) {
         vt_batch *b = &l->slots[i].b;
         b->t = l->T;
         b->h = l->ch;
         b->w = l->cw;
-        b->x = malloc(per * (size_t)cfg->batch * sizeof(float));
-        b->label = calloc((size_t)cfg->batch, sizeof(int));
-        b->video = calloc((size_t)cfg->batch, sizeof(int));
-        b->clip = calloc((size_t)cfg->batch, sizeof(int));
+        b->x = malloc(per * (size_t)cap * sizeof(float));
+        b->label = calloc((size_t)cap, sizeof(int));
+        b->video = calloc((size_t)cap, sizeof(int));
+        b->clip = calloc((size_t)cap, sizeof(int));
         if (!b->x || !b->label || !b->video || !b->clip)
             FAIL("out of memory for %d batch buffers of %.0f MB (lower prefetch or "
-                 "batch)", l->n_slots, per * (double)cfg->batch * 4 / 1048576.0);
+                 "batch)", l->n_slots, per * (double)cap * 4 / 1048576.0);
     }
     for (int i = 0; i < nw; i++) {
         worker *wk = &l->w[i];

@@ -25,6 +25,12 @@
 #include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
 
+
+/* swscale's vector code may store up to a vector past the end of a line;
+ * lines are written top to bottom, so only the last line of a buffer can
+ * spill: every buffer it writes gets this much slack. */
+#define SWS_PAD 64
+
 /* A damaged stream produces runs of rejected packets; a healthy one never
  * more than a handful (a cut GOP). Past these limits the rest of the file is
  * treated as unreadable. */
@@ -444,7 +450,7 @@ static int emit(dec_state *s, const AVFrame *fr, char *err, size_t errlen)
         s->rgb = s->tmp = NULL;
         s->acc = NULL;
         if (!same) {
-            s->rgb = malloc((size_t)fr->width * fr->height * 3);
+            s->rgb = malloc((size_t)fr->width * fr->height * 3 + SWS_PAD);
             s->tmp = malloc((size_t)s->out_h * fr->width * 3);
             s->acc = malloc((size_t)fr->width * 3 * sizeof *s->acc);
             if (!s->rgb || !s->tmp || !s->acc) {
@@ -460,7 +466,7 @@ static int emit(dec_state *s, const AVFrame *fr, char *err, size_t errlen)
         size_t cap = s->cap ? s->cap * 2 : 64;
         if (s->o->max_frames > 0 && cap > (size_t)s->o->max_frames)
             cap = (size_t)s->o->max_frames;
-        uint8_t *d = realloc(s->data, cap * fsz);
+        uint8_t *d = realloc(s->data, cap * fsz + SWS_PAD);
         if (!d) {
             set_err(err, errlen, s->path, "out of memory after %zu frames", s->n);
             return -1;

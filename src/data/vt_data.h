@@ -214,6 +214,17 @@ typedef struct {
     int drop_last;          /* training: drop a last partial batch */
     int shuffle;            /* training: new video order every epoch */
 
+    /* Data-parallel runs (N processes, docs/distributed.md): this process
+     * is shard `shard` of `n_shards`; n_shards 0 or 1 = the whole data.
+     * Training: batch b of epoch e is still the one-process batch (batch =
+     * the global batch size); this process builds only its contiguous share
+     * of it, clips [shard * n / N, (shard + 1) * n / N), with the random
+     * numbers those clips get in the whole batch, so the shares of all
+     * shards together are exactly the one-process batch.
+     * Testing: the videos are cut into N contiguous blocks; this process
+     * sees every view of its block only, in batches of `batch` views. */
+    int shard, n_shards;
+
     /* Broken videos are reported through this once each (called from a
      * worker thread, never concurrently). NULL = a line on stderr. */
     void (*warn)(void *ud, const char *msg);
@@ -235,6 +246,9 @@ typedef struct {
     int *video;     /* (n) index into the loader's video list */
     int *clip;      /* (n) view within the video: k * crops + crop (test);
                        0 in training */
+    int first;      /* training shard: index in the whole batch of this
+                       share's first clip (0 without sharding) */
+    int total;      /* training: clips in the whole batch (all shards) */
 } vt_batch;
 
 typedef struct {
@@ -267,6 +281,8 @@ int vt_loader_num_videos(const vt_loader *l);
 const char *vt_loader_video_path(const vt_loader *l, int video);
 int vt_loader_video_label(const vt_loader *l, int video);
 int vt_loader_num_classes(const vt_loader *l);
+/* n_shards of the config (1 without sharding). */
+int vt_loader_num_shards(const vt_loader *l);
 const char *vt_loader_class_name(const vt_loader *l, int label);
 void vt_loader_close(vt_loader *l);
 

@@ -1,10 +1,17 @@
 /* eval.c - test-split accuracy: every view (K clips x crops) of every
- * video, class probabilities averaged per video. */
+ * video, class probabilities averaged per video.
+ *
+ * Distributed (a loader with n_shards > 1, one per rank): each rank scores
+ * the views of its block of videos; the per-video probability sums, view
+ * counts and clip counts are then summed over ranks, so every rank ends
+ * with the numbers one process would report (a video's sum comes whole
+ * from the one rank that holds it). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "vt_dist.h"
 #include "vt_run.h"
 
 /* Rank of `label` among probs[0..k): 0 when it has the highest. Ties count
@@ -92,6 +99,23 @@ int vt_evaluate(vt_model *m, vt_loader *l, vt_eval_result *res,
             progress(ud, b->index + 1, vt_loader_batches_per_epoch(l));
     }
     vt_ctx_free(&c);
+    if (vt_loader_num_shards(l) > 1) {
+        /* A rank whose data failed must not leave the others waiting. */
+        if (vt_dist_agree(rc ? 1 : 0, err, errlen))
+            rc = -1;
+        if (rc == 0) {
+            double sc[2] = {nll, 0};
+            long cnt[3] = {done, hit1, hit5};
+            vt_dist_sum_double(sum, (size_t)nv * K);
+            vt_dist_sum_long(views, (size_t)nv);
+            vt_dist_sum_double(sc, 2);
+            vt_dist_sum_long(cnt, 3);
+            nll = sc[0];
+            done = cnt[0];
+            hit1 = cnt[1];
+            hit5 = cnt[2];
+        }
+    }
     if (rc == 0) {
         res->n_classes = K;
         res->clips = done;
