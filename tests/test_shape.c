@@ -165,6 +165,33 @@ START_TEST(gradcheck_concat)
 }
 END_TEST
 
+static vt_tensor *f_narrow(vt_ctx *c, vt_tensor *const *in, void *ud)
+{
+    const int *a = ud; /* axis, start, length */
+    return vt_narrow(c, in[0], a[0], a[1], a[2]);
+}
+
+START_TEST(gradcheck_narrow)
+{
+    static const struct {
+        int ndim, x[5], arg[3];
+    } cases[] = {
+        {3, {3, 5, 4}, {1, 4, 1}},          /* the last time step */
+        {4, {2, 3, 7, 2}, {2, 2, 3}},       /* a middle window */
+        {5, {1, 2, 3, 5, 3}, {4, 0, 2}},    /* the innermost axis */
+        {2, {4, 3}, {0, 0, 4}},             /* everything */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        vt_ctx c;
+        vt_ctx_init(&c, 1);
+        vt_tensor *x = vtt_rand(&c, cases[k].ndim, cases[k].x, -1, 1, 80 + k, 1);
+        double w = vtt_gradcheck("narrow", f_narrow, (void *)cases[k].arg, 1, &x, &GC);
+        printf("gradcheck narrow case %zu: worst err/tol %.3f\n", k, w);
+        vt_ctx_free(&c);
+    }
+}
+END_TEST
+
 START_TEST(gradcheck_mean)
 {
     static const struct {
@@ -270,6 +297,18 @@ START_TEST(parity_shape)
         int axis;
         vtt_attr_ints(f, means[k], "axis", &axis, 1);
         check_case(&c, f, means[k], vt_mean(&c, x, axis), 1, &x, x_name);
+        vt_ctx_free(&c);
+    }
+    static const char *narrows[] = {"narrow_last_step", "narrow_mid", "narrow_whole"};
+    for (size_t k = 0; k < sizeof narrows / sizeof narrows[0]; k++) {
+        vt_ctx c;
+        vt_ctx_init(&c, 1);
+        vt_tensor *x = vtt_load_case(&c, f, narrows[k], "x", 1);
+        int axis, start, length;
+        vtt_attr_ints(f, narrows[k], "axis", &axis, 1);
+        vtt_attr_ints(f, narrows[k], "start", &start, 1);
+        vtt_attr_ints(f, narrows[k], "length", &length, 1);
+        check_case(&c, f, narrows[k], vt_narrow(&c, x, axis, start, length), 1, &x, x_name);
         vt_ctx_free(&c);
     }
     H5Fclose(f);
@@ -420,6 +459,7 @@ static Suite *shape_suite(void)
     tcase_add_test(tc, gradcheck_permute);
     tcase_add_test(tc, gradcheck_concat);
     tcase_add_test(tc, gradcheck_mean);
+    tcase_add_test(tc, gradcheck_narrow);
     tcase_add_test(tc, parity_shape);
     tcase_add_test(tc, reshape_is_a_view);
     tcase_add_test(tc, permute_fast_paths_match_index_loop);
