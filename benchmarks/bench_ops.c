@@ -1,16 +1,24 @@
 /* bench_ops.c - conv3d on C3D's layer shapes and the LSTM, forward and
  * backward, median of timed repetitions after a warm-up.
  *
- *   bench_ops [--reps N] [--threads T] [--only NAME]
+ *   bench_ops [--reps N] [--threads T] [--only NAME] [--path auto|sample|shared]
+ *             [--tile-mb MB]
  *
+ * --path and --tile-mb force the conv's fast path and column budget
+ * (op_conv3d_internal.h), to compare them on the real layer shapes.
  * Prints one line per measurement, "ROW <name> <pass> <median_ms> <gflops>",
- * the format benchmarks/compare.py reads to put PyTorch beside it. */
+ * the format benchmarks/compare.py reads to put PyTorch beside it. Conv
+ * rows go on with the median process CPU time and the GFLOP per CPU-second:
+ * on a shared machine that moves much less with other jobs' load than the
+ * wall time does (run with OMP_WAIT_POLICY=PASSIVE so waiting threads do
+ * not count). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "op_conv3d_internal.h"
 #include "vt_ops.h"
 
 typedef struct {
@@ -30,6 +38,13 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -58,10 +73,19 @@ static void row(const char *name, const char *pass, double sec, double flops)
     fflush(stdout);
 }
 
-/* pass: 0 forward, 1 backward-data, 2 backward-weight (incl. bias). */
-static double time_conv(const conv_shape *s, int batch, int pass, int reps)
+static void row_cpu(const char *name, const char *pass, double sec, double cpu,
+                    double flops)
 {
-    double *ts = malloc((size_t)reps * sizeof *ts);
+    printf("ROW %-8s %-10s %9.2f ms %8.1f GFLOP/s  cpu %9.2f ms %6.1f GFLOP/cpu-s\n",
+           name, pass, sec * 1e3, flops / sec * 1e-9, cpu * 1e3, flops / cpu * 1e-9);
+    fflush(stdout);
+}
+
+/* pass: 0 forward, 1 backward-data, 2 backward-weight (incl. bias).
+ * Returns the median wall time, the median CPU time in *cpu. */
+static double time_conv(const conv_shape *s, int batch, int pass, int reps, double *cpu)
+{
+    double *ts = malloc((size_t)reps * sizeof *ts), *cs = malloc((size_t)reps * sizeof *cs);
     vt_ctx c;
     vt_ctx_init(&c, 1);
     for (int r = -1; r < reps; r++) { /* r = -1 is the warm-up */
@@ -74,23 +98,29 @@ static double time_conv(const conv_shape *s, int batch, int pass, int reps)
         fill(b, 3);
         vt_conv3d_args a = {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1};
         c.grad_enabled = pass != 0;
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         vt_tensor *y = vt_conv3d(&c, x, w, b, &a);
-        double t1 = now();
+        double t1 = now(), c1 = cpu_now();
         if (pass) {
             float *seed = vt_arena_alloc(&c.arena, y->numel * sizeof(float));
             for (size_t i = 0; i < y->numel; i++)
                 seed[i] = 1e-3f;
             t0 = now();
+            c0 = cpu_now();
             vt_backward_seed(&c, y, seed);
             t1 = now();
+            c1 = cpu_now();
         }
-        if (r >= 0)
+        if (r >= 0) {
             ts[r] = t1 - t0;
+            cs[r] = c1 - c0;
+        }
     }
     double m = median(ts, reps);
+    *cpu = median(cs, reps);
     vt_ctx_free(&c);
     free(ts);
+    free(cs);
     return m;
 }
 
@@ -149,8 +179,24 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
+        else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
+            const char *p = argv[++i];
+            int path = !strcmp(p, "sample")   ? VT_CONV_PATH_SAMPLE
+                       : !strcmp(p, "shared") ? VT_CONV_PATH_SHARED
+                       : !strcmp(p, "auto")   ? VT_CONV_PATH_AUTO
+                                              : -1;
+            if (path < 0) {
+                fprintf(stderr, "--path: auto, sample or shared, not '%s'\n", p);
+                return 2;
+            }
+            vt_conv_set_path(path);
+        } else if (!strcmp(argv[i], "--tile-mb") && i + 1 < argc)
+            vt_conv_set_tile_bytes((size_t)(atof(argv[++i]) * (1 << 20)));
         else {
-            fprintf(stderr, "usage: %s [--reps N] [--threads T] [--only NAME]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--reps N] [--threads T] [--only NAME] "
+                    "[--path auto|sample|shared] [--tile-mb MB]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -166,9 +212,11 @@ int main(int argc, char **argv)
         if (only && strcmp(only, s->name))
             continue;
         double flops = 2.0 * batch * s->cout * s->t * s->h * s->w * s->cin * 27.0;
-        row(s->name, "fwd", time_conv(s, batch, 0, reps), flops);
-        row(s->name, "bwd_data", time_conv(s, batch, 1, reps), flops);
-        row(s->name, "bwd_weight", time_conv(s, batch, 2, reps), flops);
+        static const char *const pass[3] = {"fwd", "bwd_data", "bwd_weight"};
+        for (int p = 0; p < 3; p++) {
+            double cpu, t = time_conv(s, batch, p, reps, &cpu);
+            row_cpu(s->name, pass[p], t, cpu, flops);
+        }
     }
     if (!only || !strcmp(only, "lstm")) {
         bench_lstm(16, reps);

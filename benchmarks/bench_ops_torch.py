@@ -16,17 +16,25 @@ C3D = [("conv1a", 3, 64, 16, 112, 112), ("conv2a", 64, 128, 16, 56, 56),
        ("conv5a", 512, 512, 2, 7, 7), ("conv5b", 512, 512, 2, 7, 7)]
 
 
-def row(name, pas, sec, flops):
-    print("ROW %-8s %-10s %9.2f ms %8.1f GFLOP/s" % (name, pas, sec * 1e3, flops / sec * 1e-9), flush=True)
+def row(name, pas, sec, flops, cpu=None):
+    line = "ROW %-8s %-10s %9.2f ms %8.1f GFLOP/s" % (name, pas, sec * 1e3, flops / sec * 1e-9)
+    if cpu is not None:
+        # as bench_ops.c: process CPU time, less affected by other jobs' load
+        line += "  cpu %9.2f ms %6.1f GFLOP/cpu-s" % (cpu * 1e3, flops / cpu * 1e-9)
+    print(line, flush=True)
 
 
-def timed(fn, reps):
+def timed(fn, reps, cpu=None):
+    """Median wall time; the median CPU time goes to cpu[0] if given."""
     fn()
-    ts = []
+    ts, cs = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         ts.append(time.perf_counter() - t0)
+        cs.append(time.process_time() - c0)
+    if cpu is not None:
+        cpu.append(statistics.median(cs))
     return statistics.median(ts)
 
 
@@ -37,9 +45,11 @@ def conv(s, batch, reps):
     b = torch.rand(cout) - 0.5
     flops = 2.0 * batch * cout * t * h * w * cin * 27
     with torch.no_grad():
-        row(name, "fwd", timed(lambda: F.conv3d(x, wt, b, padding=1), reps), flops)
+        cpu = []
+        t = timed(lambda: F.conv3d(x, wt, b, padding=1), reps, cpu)
+        row(name, "fwd", t, flops, cpu[0])
 
-    def bwd(need_x):
+    def bwd(need_x, cpu):
         xx = x.clone().requires_grad_(need_x)
         ww = wt.clone().requires_grad_(not need_x)
         bb = b.clone().requires_grad_(not need_x)
@@ -47,9 +57,11 @@ def conv(s, batch, reps):
         g = torch.full_like(y, 1e-3)
         def run():
             torch.autograd.grad(y, [xx] if need_x else [ww, bb], g, retain_graph=True)
-        return timed(run, reps)
-    row(name, "bwd_data", bwd(True), flops)
-    row(name, "bwd_weight", bwd(False), flops)
+        return timed(run, reps, cpu)
+    for pas, need_x in (("bwd_data", True), ("bwd_weight", False)):
+        cpu = []
+        t = bwd(need_x, cpu)
+        row(name, pas, t, flops, cpu[0])
 
 
 def lstm(T, reps):

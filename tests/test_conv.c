@@ -5,7 +5,9 @@
  *
  * Tile boundaries: vt_conv_set_tile_bytes() (op_conv3d_internal.h) shrinks
  * the column budget so these small shapes run as many tiles, down to a
- * single output row per tile. */
+ * single output row per tile. vt_conv_set_path() forces each of the two fast
+ * paths (tiles within a sample, a sample per thread; tiles shared by all
+ * threads and spanning samples), which the op otherwise picks by shape. */
 #include "vt_test.h"
 
 #include <math.h>
@@ -139,25 +141,37 @@ START_TEST(fast_matches_reference)
         {{2, 8, 3, 5, 6}, {5, 8, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},
         /* 1x1x1 with stride: not the shortcut, goes through vol2col */
         {{1, 4, 5, 7, 7}, {3, 4, 1, 1, 1}, {{2, 2, 2}, {0, 0, 0}, {1, 1, 1}, 1}, 0},
+        /* conv5-like: large K (24 * 27 = 648) on a 2x3x3 map, 3 samples of
+         * 6 rows, so 3.5-row tiles straddle samples; 40 filters, not a
+         * multiple of the 16-row GEMM slices */
+        {{3, 24, 2, 3, 3}, {40, 24, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        /* odd everything across samples: stride, asymmetric padding,
+         * dilation and 3 groups of 7 filters */
+        {{3, 9, 5, 7, 5}, {21, 3, 3, 2, 3}, {{2, 1, 2}, {1, 0, 2}, {1, 2, 1}, 3}, 1},
     };
     vt_ctx c;
     vt_ctx_init(&c, 1);
-    for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
-        const conv_case *k = &cases[s];
-        int kvol = k->w[2] * k->w[3] * k->w[4];
-        int wo = vt_conv_out_size(k->x[4], k->w[4], k->a.stride[2], k->a.pad[2],
-                                  k->a.dilation[2]);
-        size_t row = (size_t)k->x[1] * kvol * wo * sizeof(float);
-        /* whole sample in one tile; 3 rows a tile (a ragged last tile for
-         * 65 rows); one row a tile */
-        size_t budgets[3] = {0, 3 * row + row / 2, 1};
-        for (int t = 0; t < 3; t++) {
-            vt_conv_set_tile_bytes(budgets[t]);
-            double r = fast_vs_ref(&c, k, 100 + 10 * (uint64_t)s);
-            printf("fast vs ref case %d tile budget %zu: worst err/tol %.3f\n", s,
-                   budgets[t], r);
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_SHARED; path++) {
+        vt_conv_set_path(path);
+        for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
+            const conv_case *k = &cases[s];
+            int kvol = k->w[2] * k->w[3] * k->w[4];
+            int wo = vt_conv_out_size(k->x[4], k->w[4], k->a.stride[2], k->a.pad[2],
+                                      k->a.dilation[2]);
+            size_t row = (size_t)k->x[1] * kvol * wo * sizeof(float);
+            /* whole sample (shared: whole batch) in one tile; 3 rows a tile
+             * (a ragged last tile for 65 rows); one row a tile */
+            size_t budgets[3] = {0, 3 * row + row / 2, 1};
+            for (int t = 0; t < 3; t++) {
+                vt_conv_set_tile_bytes(budgets[t]);
+                double r = fast_vs_ref(&c, k, 100 + 10 * (uint64_t)s);
+                printf("fast vs ref %s path case %d tile budget %zu: worst err/tol %.3f\n",
+                       path == VT_CONV_PATH_SHARED ? "shared" : "sample", s,
+                       budgets[t], r);
+            }
         }
     }
+    vt_conv_set_path(VT_CONV_PATH_AUTO);
     vt_conv_set_tile_bytes(0);
     vt_ctx_free(&c);
 }
@@ -262,16 +276,20 @@ START_TEST(pytorch_parity)
     hid_t f = vtt_fixture_open("conv.h5");
     vt_ctx c;
     vt_ctx_init(&c, 1);
-    /* Default budget (one tile) and one output row per tile. */
-    for (int t = 0; t < 2; t++) {
-        vt_conv_set_tile_bytes(t ? 1 : 0);
-        for (size_t i = 0; i < sizeof FIXTURE_CASES / sizeof FIXTURE_CASES[0]; i++) {
-            double maxabs = 0;
-            double r = parity_case(&c, f, FIXTURE_CASES[i], &maxabs);
-            printf("parity %s (%s tile): worst err/tol %.3f, max |diff| %.2e\n",
-                   FIXTURE_CASES[i], t ? "1-row" : "default", r, maxabs);
+    /* Default budget (one tile) and one output row per tile, on each path. */
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_SHARED; path++)
+        for (int t = 0; t < 2; t++) {
+            vt_conv_set_path(path);
+            vt_conv_set_tile_bytes(t ? 1 : 0);
+            for (size_t i = 0; i < sizeof FIXTURE_CASES / sizeof FIXTURE_CASES[0]; i++) {
+                double maxabs = 0;
+                double r = parity_case(&c, f, FIXTURE_CASES[i], &maxabs);
+                printf("parity %s (%s path, %s tile): worst err/tol %.3f, max |diff| %.2e\n",
+                       FIXTURE_CASES[i], path == VT_CONV_PATH_SHARED ? "shared" : "sample",
+                       t ? "1-row" : "default", r, maxabs);
+            }
         }
-    }
+    vt_conv_set_path(VT_CONV_PATH_AUTO);
     vt_conv_set_tile_bytes(0);
     vt_ctx_free(&c);
     H5Fclose(f);
@@ -409,41 +427,51 @@ static double close_scaled(const char *what, const float *got, const float *want
 START_TEST(threads_deterministic)
 {
     /* Big enough that every parallel loop and OpenBLAS's threading engage,
-     * with several tiles per sample. Two threads take the first two cases a
-     * sample per thread (both gradients fused, per-thread gw partials) and
-     * the last two (3 samples) split gw over (sample, tile) items, then gx a
-     * sample at a time with threaded GEMMs; one thread goes in order. */
+     * with several tiles per sample. On the sample path two threads take the
+     * first two cases a sample per thread (both gradients fused, per-thread
+     * gw partials) and the next two (3 samples) split gw over (sample, tile)
+     * items, then gx a sample at a time with threaded GEMMs; one thread goes
+     * in order. The shared path (not for the 1x1x1 shortcuts) splits every
+     * GEMM over output rows; the last case is conv5-like, large K on a small
+     * map, with 9-row tiles straddling 10-row samples and 56 filters split
+     * 32 + 24 between the threads. */
     static const conv_case cases[] = {
         {{2, 8, 6, 20, 20}, {16, 8, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
         {{2, 32, 4, 14, 14}, {48, 32, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},
         {{3, 8, 5, 18, 17}, {16, 4, 3, 3, 3}, {{1, 2, 1}, {1, 1, 0}, {1, 1, 1}, 2}, 1},
         {{3, 32, 4, 14, 14}, {48, 32, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},
+        {{3, 40, 2, 5, 5}, {56, 40, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
     };
     int saved = vt_get_threads();
     vt_conv_set_tile_bytes(200000);
     vt_ctx c;
     vt_ctx_init(&c, 1);
-    for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
-        run_out one, two, two_again;
-        vt_set_threads(1);
-        run_once(&c, &cases[s], &one);
-        vt_set_threads(2);
-        run_once(&c, &cases[s], &two);
-        run_once(&c, &cases[s], &two_again);
-        vt_set_threads(saved);
-        ck_assert_mem_eq(two.y, two_again.y, two.ny * sizeof(float));
-        ck_assert_mem_eq(two.gx, two_again.gx, two.nx * sizeof(float));
-        ck_assert_mem_eq(two.gw, two_again.gw, two.nw * sizeof(float));
-        ck_assert_mem_eq(two.gb, two_again.gb, two.nb * sizeof(float));
-        double r = close_scaled("1 vs 2 threads: y", two.y, one.y, one.ny);
-        r = fmax(r, close_scaled("1 vs 2 threads: gx", two.gx, one.gx, one.nx));
-        r = fmax(r, close_scaled("1 vs 2 threads: gw", two.gw, one.gw, one.nw));
-        r = fmax(r, close_scaled("1 vs 2 threads: gb", two.gb, one.gb, one.nb));
-        printf("threads case %d: 1 vs 2 worst err/tol %.3f, 2 vs 2 bit-identical\n", s, r);
-        run_free(&one);
-        run_free(&two);
-        run_free(&two_again);
-    }
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_SHARED; path++)
+        for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
+            run_out one, two, two_again;
+            vt_conv_set_path(path);
+            vt_set_threads(1);
+            run_once(&c, &cases[s], &one);
+            vt_set_threads(2);
+            run_once(&c, &cases[s], &two);
+            run_once(&c, &cases[s], &two_again);
+            vt_set_threads(saved);
+            ck_assert_mem_eq(two.y, two_again.y, two.ny * sizeof(float));
+            ck_assert_mem_eq(two.gx, two_again.gx, two.nx * sizeof(float));
+            ck_assert_mem_eq(two.gw, two_again.gw, two.nw * sizeof(float));
+            ck_assert_mem_eq(two.gb, two_again.gb, two.nb * sizeof(float));
+            double r = close_scaled("1 vs 2 threads: y", two.y, one.y, one.ny);
+            r = fmax(r, close_scaled("1 vs 2 threads: gx", two.gx, one.gx, one.nx));
+            r = fmax(r, close_scaled("1 vs 2 threads: gw", two.gw, one.gw, one.nw));
+            r = fmax(r, close_scaled("1 vs 2 threads: gb", two.gb, one.gb, one.nb));
+            printf("threads %s path case %d: 1 vs 2 worst err/tol %.3f, 2 vs 2 "
+                   "bit-identical\n", path == VT_CONV_PATH_SHARED ? "shared" : "sample",
+                   s, r);
+            run_free(&one);
+            run_free(&two);
+            run_free(&two_again);
+        }
+    vt_conv_set_path(VT_CONV_PATH_AUTO);
     vt_conv_set_tile_bytes(0);
     vt_ctx_free(&c);
 }

@@ -18,10 +18,17 @@
  * K = 1728 by P = 50176, 350 MB. Kernels 1x1x1 with unit stride and no
  * padding skip col: x itself is the (C x P) matrix.
  *
- * The tile budget (8 MB, see op_conv3d_internal.h) is per thread.
+ * The tile budget (8 MB, see op_conv3d_internal.h) is per thread; a short
+ * K takes less (tile_rows).
  *
  * Backward builds col once per tile for both gradients: gw += dy . col^T,
  * then col is reused for W^T . dy and scattered into gx.
+ *
+ * Two paths. Layers whose per-thread tile would hold under 256 positions
+ * (C3D's conv4b-conv5b: large K, small maps) take shared tiles (see "Shared
+ * tiles" below): one 32 MB tile at a time for all threads, spanning
+ * samples, with each GEMM split over output rows; no weight-gradient
+ * partials. The rest take per-thread tiles as follows.
  *
  * Threads: forward and backward run a sample per thread when the batch
  * shares out evenly (see sample_parallel), each GEMM single-threaded. Else
@@ -42,11 +49,21 @@
 #include <string.h>
 
 static size_t tile_bytes = VT_CONV_TILE_BYTES_DEFAULT;
+static size_t shared_bytes = VT_CONV_SHARED_BYTES_DEFAULT;
+static int path_forced = VT_CONV_PATH_AUTO;
 
 size_t vt_conv_set_tile_bytes(size_t bytes)
 {
     size_t old = tile_bytes;
     tile_bytes = bytes ? bytes : VT_CONV_TILE_BYTES_DEFAULT;
+    shared_bytes = bytes ? bytes : VT_CONV_SHARED_BYTES_DEFAULT;
+    return old;
+}
+
+int vt_conv_set_path(int path)
+{
+    int old = path_forced;
+    path_forced = path;
     return old;
 }
 
@@ -146,73 +163,120 @@ static void valid_cols(const geom *g, int off, int *lo, int *hi)
 
 /* ==== vol2col / col2vol ================================================ */
 
-/* Columns of output rows [r0, r0 + nr) (row r = to * Ho + ho) of one
- * sample: col (C*kt*kh*kw, nr*Wo), row index (c, i, j, l) as the weight. */
+/* Row k (input channel, tap) of the columns of output rows [r0, r0 + nr).
+ * Rows are counted across the batch (row r is sample r / (To*Ho), output
+ * row (to, ho) = r % (To*Ho) of it), so a tile may span samples; x is the
+ * whole batch. col is (C*kt*kh*kw, nr*Wo), row index (c, i, j, l) as the
+ * weight. */
+static void vol2col_row(const geom *g, const float *x, int r0, int nr, int k,
+                        float *col)
+{
+    const int kvol = g->kt * g->kh * g->kw, prow = g->to * g->ho;
+    const size_t xs = (size_t)g->c * g->t * g->h * g->w;
+    int ch = k / kvol, kk = k % kvol;
+    int i = kk / (g->kh * g->kw), j = kk / g->kw % g->kh, l = kk % g->kw;
+    int off = l * g->dw - g->pw, lo, hi;
+    valid_cols(g, off, &lo, &hi);
+    float *dst = col + (size_t)k * nr * g->wo;
+    /* (n, to, ho) of row r, stepped rather than divided out per row */
+    int n = r0 / prow, to = r0 % prow / g->ho, ho = r0 % g->ho;
+    for (int r = r0; r < r0 + nr; r++, dst += g->wo) {
+        int ti = to * g->st - g->pt + i * g->dt;
+        int hi_ = ho * g->sh - g->ph + j * g->dh, sn = n;
+        if (++ho == g->ho) {
+            ho = 0;
+            if (++to == g->to) {
+                to = 0;
+                n++;
+            }
+        }
+        if (ti < 0 || ti >= g->t || hi_ < 0 || hi_ >= g->h) {
+            memset(dst, 0, (size_t)g->wo * sizeof *dst);
+            continue;
+        }
+        const float *src = x + (size_t)sn * xs + (size_t)ch * g->t * g->h * g->w +
+                           ((size_t)ti * g->h + (size_t)hi_) * g->w;
+        for (int wo = 0; wo < lo; wo++)
+            dst[wo] = 0.0f;
+        if (g->sw == 1 && hi > lo)
+            memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
+        else if (g->sw > 1)
+            for (int wo = lo; wo < hi; wo++)
+                dst[wo] = src[wo * g->sw + off];
+        for (int wo = hi; wo < g->wo; wo++)
+            dst[wo] = 0.0f;
+    }
+}
+
 static void vol2col(const geom *g, const float *x, int r0, int nr, float *col)
 {
-    const int kvol = g->kt * g->kh * g->kw, rows = g->c * kvol;
+    const int rows = g->c * g->kt * g->kh * g->kw;
+#pragma omp parallel for schedule(static) if ((size_t)rows * nr * g->wo > 32768)
+    for (int k = 0; k < rows; k++)
+        vol2col_row(g, x, r0, nr, k, col);
+}
+
+/* gx += the scatter of col's rows of input channel ch (the adjoint of
+ * vol2col; rows counted across the batch as there, gx the whole batch).
+ * Callers run one thread per channel, rows in a fixed order: no races,
+ * the same sums for any thread count. */
+static void col2vol_channel(const geom *g, const float *col, int r0, int nr,
+                            int ch, float *gx)
+{
+    const int kvol = g->kt * g->kh * g->kw, prow = g->to * g->ho;
     const size_t ld = (size_t)nr * (size_t)g->wo;
-#pragma omp parallel for schedule(static) if ((size_t)rows * ld > 32768)
-    for (int k = 0; k < rows; k++) {
-        int ch = k / kvol, kk = k % kvol;
+    const size_t xs = (size_t)g->c * g->t * g->h * g->w;
+    float *gc = gx + (size_t)ch * g->t * g->h * g->w;
+    for (int kk = 0; kk < kvol; kk++) {
         int i = kk / (g->kh * g->kw), j = kk / g->kw % g->kh, l = kk % g->kw;
         int off = l * g->dw - g->pw, lo, hi;
         valid_cols(g, off, &lo, &hi);
-        const float *xc = x + (size_t)ch * g->t * g->h * g->w;
-        float *dst = col + (size_t)k * ld;
-        for (int r = r0; r < r0 + nr; r++, dst += g->wo) {
-            int ti = r / g->ho * g->st - g->pt + i * g->dt;
-            int hi_ = r % g->ho * g->sh - g->ph + j * g->dh;
-            if (ti < 0 || ti >= g->t || hi_ < 0 || hi_ >= g->h) {
-                memset(dst, 0, (size_t)g->wo * sizeof *dst);
-                continue;
+        const float *src = col + ((size_t)ch * kvol + (size_t)kk) * ld;
+        int n = r0 / prow, to = r0 % prow / g->ho, ho = r0 % g->ho;
+        for (int r = r0; r < r0 + nr; r++, src += g->wo) {
+            int ti = to * g->st - g->pt + i * g->dt;
+            int hi_ = ho * g->sh - g->ph + j * g->dh, sn = n;
+            if (++ho == g->ho) {
+                ho = 0;
+                if (++to == g->to) {
+                    to = 0;
+                    n++;
+                }
             }
-            const float *src = xc + ((size_t)ti * g->h + (size_t)hi_) * g->w;
-            for (int wo = 0; wo < lo; wo++)
-                dst[wo] = 0.0f;
-            if (g->sw == 1 && hi > lo)
-                memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
-            else if (g->sw > 1)
+            if (ti < 0 || ti >= g->t || hi_ < 0 || hi_ >= g->h)
+                continue;
+            float *dst = gc + (size_t)sn * xs + ((size_t)ti * g->h + (size_t)hi_) * g->w;
+            if (g->sw == 1)
                 for (int wo = lo; wo < hi; wo++)
-                    dst[wo] = src[wo * g->sw + off];
-            for (int wo = hi; wo < g->wo; wo++)
-                dst[wo] = 0.0f;
+                    dst[wo + off] += src[wo];
+            else
+                for (int wo = lo; wo < hi; wo++)
+                    dst[wo * g->sw + off] += src[wo];
         }
     }
 }
 
-/* gx += the scatter of col (the adjoint of vol2col). One thread per input
- * channel, rows in a fixed order: no races, same sums for any thread count. */
 static void col2vol(const geom *g, const float *col, int r0, int nr, float *gx)
 {
     const int kvol = g->kt * g->kh * g->kw;
-    const size_t ld = (size_t)nr * (size_t)g->wo;
-#pragma omp parallel for schedule(static) if ((size_t)g->c * kvol * ld > 32768)
-    for (int ch = 0; ch < g->c; ch++) {
-        float *gc = gx + (size_t)ch * g->t * g->h * g->w;
-        for (int kk = 0; kk < kvol; kk++) {
-            int i = kk / (g->kh * g->kw), j = kk / g->kw % g->kh, l = kk % g->kw;
-            int off = l * g->dw - g->pw, lo, hi;
-            valid_cols(g, off, &lo, &hi);
-            const float *src = col + ((size_t)ch * kvol + (size_t)kk) * ld;
-            for (int r = r0; r < r0 + nr; r++, src += g->wo) {
-                int ti = r / g->ho * g->st - g->pt + i * g->dt;
-                int hi_ = r % g->ho * g->sh - g->ph + j * g->dh;
-                if (ti < 0 || ti >= g->t || hi_ < 0 || hi_ >= g->h)
-                    continue;
-                float *dst = gc + ((size_t)ti * g->h + (size_t)hi_) * g->w;
-                for (int wo = lo; wo < hi; wo++)
-                    dst[wo * g->sw + off] += src[wo];
-            }
-        }
-    }
+#pragma omp parallel for schedule(static) if ((size_t)g->c * kvol * nr * g->wo > 32768)
+    for (int ch = 0; ch < g->c; ch++)
+        col2vol_channel(g, col, r0, nr, ch, gx);
 }
 
-/* Output rows per tile: as many as fit the budget, at least one. */
+/* Output rows per tile: as many as fit the budget, at least one. A short
+ * K (conv1a: 81) gets a fat tile from far less: keeping it near L2 size
+ * (512 KB, still ~1600 positions for K = 81) lets the GEMM pack col while
+ * vol2col's writes are still in cache (conv1a forward: faster in 3 of 4
+ * paired runs, docs/performance.md). */
 static int tile_rows(const geom *g)
 {
-    size_t row = (size_t)g->c * g->kt * g->kh * g->kw * (size_t)g->wo * sizeof(float);
-    size_t n = tile_bytes / row;
+    size_t k = (size_t)g->c * g->kt * g->kh * g->kw, row = k * g->wo * sizeof(float);
+    size_t fat = k * 1536 * sizeof(float), l2 = (size_t)512 << 10;
+    size_t budget = fat > l2 ? fat : l2;
+    if (budget > tile_bytes)
+        budget = tile_bytes;
+    size_t n = budget / row;
     size_t all = (size_t)g->to * (size_t)g->ho;
     return (int)(n < 1 ? 1 : n > all ? all : n);
 }
@@ -245,6 +309,14 @@ static int sample_parallel(const geom *g)
            (g->n % th == 0 || g->n >= 4 * th);
 }
 
+/* Large enough to be worth a parallel region (see sample_parallel). */
+static int big_enough(const geom *g)
+{
+    double macs = (double)g->o * g->c / g->groups * g->kt * g->kh * g->kw *
+                  g->to * g->ho * g->wo;
+    return omp_get_max_threads() > 1 && !omp_in_parallel() && macs >= 1e6;
+}
+
 /* y (O, P) of one sample; col is a tile buffer or NULL when pointwise. */
 static void forward_sample(const geom *g, const float *x, const float *w,
                            const float *b, float *y, float *col, int rows)
@@ -253,13 +325,13 @@ static void forward_sample(const geom *g, const float *x, const float *w,
     const int kg = cg * g->kt * g->kh * g->kw;
     const size_t p = (size_t)g->to * g->ho * g->wo;
     const float beta = b ? 1.0f : 0.0f;
-    if (b) {
-#pragma omp parallel for schedule(static) if ((size_t)g->o * p > 32768)
-        for (int o = 0; o < g->o; o++)
-            for (size_t i = 0; i < p; i++)
-                y[(size_t)o * p + i] = b[o];
-    }
     if (!col) {
+        if (b) {
+#pragma omp parallel for schedule(static) if ((size_t)g->o * p > 32768)
+            for (int o = 0; o < g->o; o++)
+                for (size_t i = 0; i < p; i++)
+                    y[(size_t)o * p + i] = b[o];
+        }
         for (int gr = 0; gr < g->groups; gr++)
             vt_sgemm(0, 0, og, (int)p, cg, 1.0f, w + (size_t)gr * og * kg, kg,
                      x + (size_t)gr * cg * p, (int)p, beta,
@@ -270,6 +342,13 @@ static void forward_sample(const geom *g, const float *x, const float *w,
         int nr = g->to * g->ho - r0 < rows ? g->to * g->ho - r0 : rows;
         int pt = nr * g->wo;
         vol2col(g, x, r0, nr, col);
+        /* the bias goes in tile by tile, so the GEMM reads it from cache */
+        if (b)
+            for (int o = 0; o < g->o; o++) {
+                float *yo = y + (size_t)o * p + (size_t)r0 * g->wo;
+                for (int i = 0; i < pt; i++)
+                    yo[i] = b[o];
+            }
         for (int gr = 0; gr < g->groups; gr++)
             vt_sgemm(0, 0, og, pt, kg, 1.0f, w + (size_t)gr * og * kg, kg,
                      col + (size_t)gr * kg * pt, pt, beta,
@@ -308,39 +387,6 @@ static void backward_tile(const geom *g, const float *x, const float *w,
                  ldb);
     if (col)
         col2vol(g, col, r0, nr, gx);
-}
-
-static void conv_forward(const geom *g, const float *x, const float *w,
-                         const float *b, float *y)
-{
-    const size_t xs = (size_t)g->c * g->t * g->h * g->w;
-    const size_t ys = (size_t)g->o * g->to * g->ho * g->wo;
-    const int pointwise = is_pointwise(g);
-    const int rows = pointwise ? 0 : tile_rows(g);
-    if (sample_parallel(g)) {
-#pragma omp parallel
-        {
-            float *col = pointwise ? NULL : col_alloc(g, rows);
-#pragma omp for schedule(static)
-            for (int n = 0; n < g->n; n++)
-                forward_sample(g, x + (size_t)n * xs, w, b, y + (size_t)n * ys, col,
-                               rows);
-            free(col);
-        }
-        return;
-    }
-    float *col = pointwise ? NULL : col_alloc(g, rows);
-    for (int n = 0; n < g->n; n++)
-        forward_sample(g, x + (size_t)n * xs, w, b, y + (size_t)n * ys, col, rows);
-    free(col);
-}
-
-/* Large enough to be worth a parallel region (see sample_parallel). */
-static int big_enough(const geom *g)
-{
-    double macs = (double)g->o * g->c / g->groups * g->kt * g->kh * g->kw *
-                  g->to * g->ho * g->wo;
-    return omp_get_max_threads() > 1 && !omp_in_parallel() && macs >= 1e6;
 }
 
 /* Backward over work items (sample, tile) split into one contiguous range
@@ -394,6 +440,213 @@ static void backward_threads(const geom *g, const float *x, const float *w,
     }
 }
 
+/* ==== Shared tiles ====================================================
+ *
+ * For a large weight on small maps (C3D's conv4b-conv5b: K = 13824, W
+ * = 28 MB, a sample of conv5 only 98 positions) per-thread tiles are thin
+ * GEMMs and every one of them streams all of W again. Here all threads work
+ * on one tile at a time, a tile of output rows counted across the batch (so
+ * conv5's whole batch, 196 positions, is one tile): vol2col is split over
+ * col rows, then each GEMM over its output rows, so each thread packs only
+ * its slice of W once per tile and the tile is fat. Every output element
+ * has one owner and is summed in tile order, so there are no weight-gradient
+ * partials, and results are the same for any thread count up to OpenBLAS's
+ * blocking of a slice. */
+
+/* The slice [*lo, *hi) of m rows that thread t of nt owns: multiples of 16
+ * (OpenBLAS's sgemm unroll) so slices do not leave ragged kernel edges. */
+static void slice(int m, int t, int nt, int *lo, int *hi)
+{
+    int chunk = ((m + nt - 1) / nt + 15) & ~15;
+    *lo = t * chunk < m ? t * chunk : m;
+    *hi = *lo + chunk < m ? *lo + chunk : m;
+}
+
+/* Output rows (across the batch) per shared tile. */
+static int shared_rows(const geom *g)
+{
+    size_t row = (size_t)g->c * g->kt * g->kh * g->kw * (size_t)g->wo * sizeof(float);
+    size_t n = shared_bytes / row;
+    size_t all = (size_t)g->n * g->to * g->ho;
+    return (int)(n < 1 ? 1 : n > all ? all : n);
+}
+
+/* The tile matrix m is (O, nr*Wo) for rows r0.. counted across the batch;
+ * in the (N, O, P) tensor those rows are runs, one per sample. Returns the
+ * run starting at tile row r, in rows, and the offset of its output row o
+ * in the tensor. */
+static int tile_run(const geom *g, int r0, int nr, int r, int o, size_t *toff)
+{
+    const int prow = g->to * g->ho, n = r / prow, rl = r % prow;
+    *toff = ((size_t)n * g->o + o) * prow * g->wo + (size_t)rl * g->wo;
+    return prow - rl < r0 + nr - r ? prow - rl : r0 + nr - r;
+}
+
+/* y rows [o0, o1) of the tile from m, plus the bias (if any). */
+static void tile_scatter(const geom *g, const float *m, float *y, const float *b,
+                         int r0, int nr, int o0, int o1)
+{
+    for (int o = o0; o < o1; o++) {
+        const float bo = b ? b[o] : 0.0f;
+        const float *mo = m + (size_t)o * nr * g->wo;
+        for (int r = r0, run; r < r0 + nr; r += run, mo += (size_t)run * g->wo) {
+            size_t off;
+            run = tile_run(g, r0, nr, r, o, &off);
+            for (size_t i = 0; i < (size_t)run * g->wo; i++)
+                y[off + i] = mo[i] + bo;
+        }
+    }
+}
+
+/* Row o of the tile matrix m from the tensor gy. */
+static void tile_gather(const geom *g, const float *gy, float *m, int r0, int nr,
+                        int o)
+{
+    float *mo = m + (size_t)o * nr * g->wo;
+    for (int r = r0, run; r < r0 + nr; r += run, mo += (size_t)run * g->wo) {
+        size_t off;
+        run = tile_run(g, r0, nr, r, o, &off);
+        memcpy(mo, gy + off, (size_t)run * g->wo * sizeof *mo);
+    }
+}
+
+static void shared_forward(const geom *g, const float *x, const float *w,
+                           const float *b, float *y)
+{
+    const int og = g->o / g->groups, cg = g->c / g->groups;
+    const int kg = cg * g->kt * g->kh * g->kw, krows = g->c * g->kt * g->kh * g->kw;
+    const int rows = shared_rows(g), total = g->n * g->to * g->ho;
+    float *col = malloc((size_t)krows * rows * g->wo * sizeof *col);
+    float *out = malloc((size_t)g->o * rows * g->wo * sizeof *out);
+    VT_ASSERT(col && out, "conv: out of memory for a %d-row shared tile", rows);
+#pragma omp parallel if (big_enough(g))
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        for (int r0 = 0; r0 < total; r0 += rows) {
+            int nr = total - r0 < rows ? total - r0 : rows, nq = nr * g->wo;
+#pragma omp for schedule(static)
+            for (int k = 0; k < krows; k++)
+                vol2col_row(g, x, r0, nr, k, col);
+            for (int gr = 0; gr < g->groups; gr++) {
+                int lo, hi;
+                slice(og, t, nt, &lo, &hi);
+                vt_sgemm(0, 0, hi - lo, nq, kg, 1.0f,
+                         w + ((size_t)gr * og + lo) * kg, kg,
+                         col + (size_t)gr * kg * nq, nq, 0.0f,
+                         out + ((size_t)gr * og + lo) * nq, nq);
+                tile_scatter(g, out, y, b, r0, nr, gr * og + lo, gr * og + hi);
+            }
+            /* the next tile's vol2col overwrites col */
+#pragma omp barrier
+        }
+    }
+    free(col);
+    free(out);
+}
+
+/* gw += dy . col^T split over output channels, then col = W^T . dy split
+ * over col rows and scattered into gx split over input channels. */
+static void shared_backward(const geom *g, const float *x, const float *w,
+                            const float *gy, float *gx, float *gw)
+{
+    const int og = g->o / g->groups, cg = g->c / g->groups;
+    const int kg = cg * g->kt * g->kh * g->kw, krows = g->c * g->kt * g->kh * g->kw;
+    const int rows = shared_rows(g), total = g->n * g->to * g->ho;
+    float *col = malloc((size_t)krows * rows * g->wo * sizeof *col);
+    float *dy = malloc((size_t)g->o * rows * g->wo * sizeof *dy);
+    VT_ASSERT(col && dy, "conv: out of memory for a %d-row shared tile", rows);
+#pragma omp parallel if (big_enough(g))
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        for (int r0 = 0; r0 < total; r0 += rows) {
+            int nr = total - r0 < rows ? total - r0 : rows, nq = nr * g->wo;
+            if (gw) {
+#pragma omp for schedule(static) nowait
+                for (int k = 0; k < krows; k++)
+                    vol2col_row(g, x, r0, nr, k, col);
+            }
+#pragma omp for schedule(static)
+            for (int o = 0; o < g->o; o++)
+                tile_gather(g, gy, dy, r0, nr, o);
+            if (gw)
+                for (int gr = 0; gr < g->groups; gr++) {
+                    int lo, hi;
+                    slice(og, t, nt, &lo, &hi);
+                    vt_sgemm(0, 1, hi - lo, kg, nq, 1.0f,
+                             dy + ((size_t)gr * og + lo) * nq, nq,
+                             col + (size_t)gr * kg * nq, nq, 1.0f,
+                             gw + ((size_t)gr * og + lo) * kg, kg);
+                }
+            if (gx) {
+                /* col is about to be overwritten */
+                if (gw) {
+#pragma omp barrier
+                }
+                for (int gr = 0; gr < g->groups; gr++) {
+                    int lo, hi;
+                    slice(kg, t, nt, &lo, &hi);
+                    vt_sgemm(1, 0, hi - lo, nq, og, 1.0f,
+                             w + (size_t)gr * og * kg + lo, kg,
+                             dy + (size_t)gr * og * nq, nq, 0.0f,
+                             col + ((size_t)gr * kg + lo) * nq, nq);
+                }
+#pragma omp barrier
+#pragma omp for schedule(static)
+                for (int ch = 0; ch < g->c; ch++)
+                    col2vol_channel(g, col, r0, nr, ch, gx);
+            } else {
+#pragma omp barrier
+            }
+        }
+    }
+    free(col);
+    free(dy);
+}
+
+/* Shared tiles when a per-thread tile would be a thin GEMM (under 256
+ * positions: C3D's conv4b, 140, and conv5a/b, 98). Measured on C3D's
+ * layers, batch 2, in GFLOP per CPU-second on a loaded machine
+ * (docs/performance.md): conv5a/b 5-35% better than per-thread tiles,
+ * conv4b within noise (-10% to +15% by pass and run), conv3b and conv4a
+ * (280 and 294 positions a tile) even to ~5% worse, so they stay. */
+static int use_shared(const geom *g)
+{
+    if (is_pointwise(g) || path_forced == VT_CONV_PATH_SAMPLE)
+        return 0;
+    if (path_forced == VT_CONV_PATH_SHARED)
+        return 1;
+    return (size_t)tile_rows(g) * g->wo < 256;
+}
+
+static void conv_forward(const geom *g, const float *x, const float *w,
+                         const float *b, float *y)
+{
+    const size_t xs = (size_t)g->c * g->t * g->h * g->w;
+    const size_t ys = (size_t)g->o * g->to * g->ho * g->wo;
+    const int pointwise = is_pointwise(g);
+    const int rows = pointwise ? 0 : tile_rows(g);
+    if (use_shared(g)) {
+        shared_forward(g, x, w, b, y);
+        return;
+    }
+    if (sample_parallel(g)) {
+#pragma omp parallel
+        {
+            float *col = pointwise ? NULL : col_alloc(g, rows);
+#pragma omp for schedule(static)
+            for (int n = 0; n < g->n; n++)
+                forward_sample(g, x + (size_t)n * xs, w, b, y + (size_t)n * ys, col,
+                               rows);
+            free(col);
+        }
+        return;
+    }
+    float *col = pointwise ? NULL : col_alloc(g, rows);
+    for (int n = 0; n < g->n; n++)
+        forward_sample(g, x + (size_t)n * xs, w, b, y + (size_t)n * ys, col, rows);
+    free(col);
+}
+
 /* Adds into whichever of gx, gw, gb is not NULL. */
 static void conv_backward(const geom *g, const float *x, const float *w,
                           const float *gy, float *gx, float *gw, float *gb)
@@ -417,6 +670,10 @@ static void conv_backward(const geom *g, const float *x, const float *w,
     }
     if (!gx && !gw)
         return;
+    if (use_shared(g)) {
+        shared_backward(g, x, w, gy, gx, gw);
+        return;
+    }
     if (gx ? sample_parallel(g) : big_enough(g)) {
         backward_threads(g, x, w, gy, gx, gw, rows);
         return;
@@ -468,7 +725,7 @@ static vt_tensor *conv_run(vt_ctx *c, const vt_op_def *op, const geom *g,
     if (vt_needs_grad(c, n_in, in)) {
         geom *s = vt_arena_alloc(&c->arena, sizeof *s);
         *s = *g;
-        vt_record(c, op, n_in, in, 1, &y, s);
+        vt_node_no_data(c, vt_record(c, op, n_in, in, 1, &y, s), VT_BWD_NO_OUT_DATA);
     }
     return y;
 }

@@ -1,4 +1,5 @@
-/* op_conv3d_internal.h - test hooks of op_conv3d.c (not part of the API).
+/* op_conv3d_internal.h - test and benchmark hooks of op_conv3d.c (not part
+ * of the API).
  *
  * The fast convolution builds its column matrix for a tile of output rows
  * (to, ho) at a time, as many rows as fit in the tile budget (at least one).
@@ -11,8 +12,19 @@
 #include <stddef.h>
 
 #define VT_CONV_TILE_BYTES_DEFAULT ((size_t)8 << 20)
+/* Budget of the one column tile all threads share (layers with large K on
+ * small maps, see use_shared in op_conv3d.c). */
+#define VT_CONV_SHARED_BYTES_DEFAULT ((size_t)32 << 20)
 
-/* Column-buffer budget in bytes; 0 restores the default. Returns the old. */
+/* Column-buffer budget in bytes, of either path (per thread, or the shared
+ * tile); 0 restores both defaults. Returns the old per-thread one. */
 size_t vt_conv_set_tile_bytes(size_t bytes);
+
+/* Which fast path runs: chosen by layer shape (AUTO), or forced for tests
+ * and benchmarks: SAMPLE tiles within a sample, a sample (or tile) per
+ * thread; SHARED tiles across the batch, every thread on one tile with the
+ * GEMMs split over output rows. Returns the old setting. */
+enum { VT_CONV_PATH_AUTO, VT_CONV_PATH_SAMPLE, VT_CONV_PATH_SHARED };
+int vt_conv_set_path(int path);
 
 #endif
