@@ -179,7 +179,7 @@ vt_tensor *vt_batchnorm(vt_ctx *c, vt_tensor *x, int axis, vt_tensor *gamma,
         for (int k = 0; k < 3; k++)
             if (in[k])
                 ins[n_in++] = in[k];
-        vt_record(c, &vt_op_batchnorm, n_in, ins, 1, &y, s);
+        vt_node_no_data(c, vt_record(c, &vt_op_batchnorm, n_in, ins, 1, &y, s), VT_BWD_NO_OUT_DATA);
     }
     return y;
 }

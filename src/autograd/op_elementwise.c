@@ -1,9 +1,11 @@
 /* op_elementwise.c - relu, sigmoid, tanh, dropout, add, mul.
  *
  * Shapes: any; add/mul take two tensors of the same shape.
- * Saved for backward: relu/sigmoid/tanh reuse their own output (out->data),
- * so nothing extra; dropout recomputes its mask from (seed, stream, base);
- * mul keeps pointers to both inputs.
+ * Saved for backward: relu a bit mask of y > 0 (n/32 words in the arena),
+ * so neither x nor y need outlive the forward pass (a C3D relu output
+ * feeding a max pool, 205 MB, goes as soon as the pool has read it);
+ * sigmoid/tanh reuse their own output (out->data); dropout recomputes its
+ * mask from (seed, stream, base); mul keeps pointers to both inputs.
  */
 #include "vt_ops.h"
 
@@ -14,32 +16,82 @@
 
 /* ==== relu ============================================================= */
 
+#define RELU_ON(mask, i) ((mask)[(i) >> 5] >> ((i) & 31) & 1u)
+
 static void relu_backward(vt_ctx *c, vt_node *nd)
 {
     vt_tensor *x = nd->in[0], *y = nd->out[0];
     if (!x->requires_grad)
         return;
-    float *gx = vt_grad(c, x);
-    const float *gy = y->grad, *yv = y->data;
+    const uint32_t *mask = nd->saved;
     size_t n = y->numel;
+    if (y->released && !x->grad) {
+        /* Nothing reads gy after this node and gx would be its first
+         * writer: mask gy in place and hand the buffer to x, so backward
+         * holds one buffer here, not two. 0 + g as in the += path (-0
+         * becomes +0), so the bits are the same. */
+        float *g = y->grad;
+        y->grad = NULL;
+        x->grad = g;
+        PAR_FOR
+        for (size_t i = 0; i < n; i++)
+            g[i] = RELU_ON(mask, i) ? 0.0f + g[i] : 0.0f;
+        return;
+    }
+    float *gx = vt_grad(c, x);
+    const float *gy = y->grad;
     PAR_FOR
     for (size_t i = 0; i < n; i++)
-        gx[i] += yv[i] > 0.0f ? gy[i] : 0.0f;
+        gx[i] += RELU_ON(mask, i) ? gy[i] : 0.0f;
 }
 const vt_op_def vt_op_relu = {"relu", relu_backward};
 
-vt_tensor *vt_relu(vt_ctx *c, vt_tensor *x)
+static vt_tensor *relu_into(vt_ctx *c, vt_tensor *x, vt_tensor *y)
 {
-    vt_tensor *y = vt_tensor_like(c, x);
     const float *xv = x->data;
     float *yv = y->data;
     size_t n = x->numel;
     PAR_FOR
     for (size_t i = 0; i < n; i++)
         yv[i] = xv[i] > 0.0f ? xv[i] : 0.0f;
-    if (vt_needs_grad(c, 1, &x))
-        vt_record(c, &vt_op_relu, 1, &x, 1, &y, NULL);
+    if (vt_needs_grad(c, 1, &x)) {
+        /* Word w holds elements 32w..32w+31: one thread writes each word. */
+        size_t nw = (n + 31) / 32;
+        uint32_t *mask = vt_arena_alloc(&c->arena, nw * sizeof *mask);
+        PAR_FOR
+        for (size_t w = 0; w < nw; w++) {
+            uint32_t bits = 0;
+            size_t end = 32 * w + 32 < n ? 32 * w + 32 : n;
+            for (size_t i = 32 * w; i < end; i++)
+                bits |= (uint32_t)(yv[i] > 0.0f) << (i - 32 * w);
+            mask[w] = bits;
+        }
+        vt_node_no_data(c, vt_record(c, &vt_op_relu, 1, &x, 1, &y, mask),
+                        VT_BWD_NO_IN_DATA | VT_BWD_NO_OUT_DATA);
+    }
     return y;
+}
+
+vt_tensor *vt_relu(vt_ctx *c, vt_tensor *x)
+{
+    return relu_into(c, x, vt_tensor_like(c, x));
+}
+
+vt_tensor *vt_relu_inplace(vt_ctx *c, vt_tensor *x)
+{
+    /* In place only over a whole pool buffer that no recorded backward
+     * reads (backward itself needs only the mask). */
+    if (c->keep_all || x->released || vt_arena_pool_base(&c->arena, x->data) != x->data ||
+        vt_arena_pool_pins(&c->arena, x->data) != 0) {
+        vt_tensor *y = vt_relu(c, x);
+        vt_release(c, x);
+        return y;
+    }
+    vt_tensor *y = vt_tensor_wrap(c, x->data, x->ndim, x->shape);
+    /* The buffer is y's now; x keeps only its gradient, which goes back
+     * after x's producer has run backward. */
+    x->released = 1;
+    return relu_into(c, x, y);
 }
 
 /* ==== sigmoid ========================================================== */
@@ -151,7 +203,8 @@ vt_tensor *vt_dropout(vt_ctx *c, vt_tensor *x, float p)
     if (vt_needs_grad(c, 1, &x)) {
         dropout_saved *s = vt_arena_alloc(&c->arena, sizeof *s);
         *s = (dropout_saved){seed, stream, base, p, scale};
-        vt_record(c, &vt_op_dropout, 1, &x, 1, &y, s);
+        vt_node_no_data(c, vt_record(c, &vt_op_dropout, 1, &x, 1, &y, s),
+                        VT_BWD_NO_IN_DATA | VT_BWD_NO_OUT_DATA);
     }
     return y;
 }
@@ -187,7 +240,8 @@ vt_tensor *vt_add(vt_ctx *c, vt_tensor *a, vt_tensor *b)
         yv[i] = av[i] + bv[i];
     vt_tensor *in[2] = {a, b};
     if (vt_needs_grad(c, 2, in))
-        vt_record(c, &vt_op_add, 2, in, 1, &y, NULL);
+        vt_node_no_data(c, vt_record(c, &vt_op_add, 2, in, 1, &y, NULL),
+                        VT_BWD_NO_IN_DATA | VT_BWD_NO_OUT_DATA);
     return y;
 }
 

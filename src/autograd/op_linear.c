@@ -87,7 +87,7 @@ vt_tensor *vt_linear(vt_ctx *c, vt_tensor *x, vt_tensor *w, vt_tensor *b)
     vt_tensor *in[3] = {x, w, b};
     int n_in = b ? 3 : 2;
     if (vt_needs_grad(c, n_in, in))
-        vt_record(c, &vt_op_linear, n_in, in, 1, &y, NULL);
+        vt_node_no_data(c, vt_record(c, &vt_op_linear, n_in, in, 1, &y, NULL), VT_BWD_NO_OUT_DATA);
     return y;
 }
 

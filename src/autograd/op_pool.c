@@ -161,7 +161,8 @@ static vt_tensor *maxpool_run(vt_ctx *c, vt_tensor *x, const pool_geom *g)
     if (argmax) {
         maxpool_saved *s = vt_arena_alloc(&c->arena, sizeof *s);
         s->argmax = argmax;
-        vt_record(c, &vt_op_maxpool3d, 1, &x, 1, &y, s);
+        vt_node_no_data(c, vt_record(c, &vt_op_maxpool3d, 1, &x, 1, &y, s),
+                        VT_BWD_NO_IN_DATA | VT_BWD_NO_OUT_DATA);
     }
     return y;
 }

@@ -61,7 +61,8 @@ vt_tensor *vt_reshape(vt_ctx *c, vt_tensor *x, int ndim, const int *shape)
               vt_shape_str(x, sx, sizeof sx), x->numel, known);
     vt_tensor *y = vt_tensor_wrap(c, x->data, ndim, s);
     if (vt_needs_grad(c, 1, &x))
-        vt_record(c, &vt_op_reshape, 1, &x, 1, &y, NULL);
+        vt_node_no_data(c, vt_record(c, &vt_op_reshape, 1, &x, 1, &y, NULL),
+                        VT_BWD_NO_IN_DATA | VT_BWD_NO_OUT_DATA);
     return y;
 }
 

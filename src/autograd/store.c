@@ -11,7 +11,7 @@ void vt_store_free(vt_store *s)
         free(s->p[i].name);
     free(s->p);
     free(s->data);
-    free(s->grad);
+    free(s->grad_mem);
     memset(s, 0, sizeof *s);
 }
 
@@ -47,10 +47,12 @@ void vt_store_finalize(vt_store *s)
 {
     size_t bytes = (s->total ? s->total : 16) * sizeof(float);
     s->data = aligned_alloc(64, bytes);
-    s->grad = aligned_alloc(64, bytes);
-    VT_ASSERT(s->data && s->grad, "out of memory allocating %zu parameter bytes", bytes);
+    /* calloc rather than aligned_alloc + memset: fresh pages are zero
+     * already, and an evaluation never touches them. */
+    s->grad_mem = calloc(bytes + 64, 1);
+    VT_ASSERT(s->data && s->grad_mem, "out of memory allocating %zu parameter bytes", bytes);
+    s->grad = (float *)(((uintptr_t)s->grad_mem + 63) & ~(uintptr_t)63);
     memset(s->data, 0, bytes);
-    memset(s->grad, 0, bytes);
     for (int i = 0; i < s->n; i++) {
         s->p[i].t.data = s->data + s->p[i].offset;
         s->p[i].t.grad = s->p[i].trainable ? s->grad + s->p[i].offset : NULL;

@@ -72,17 +72,28 @@ static vt_tensor *header_new(vt_ctx *c, int ndim, const int *shape)
     return t;
 }
 
+/* Large buffers from the pool (they can go back early), small ones from
+ * the bump arena. */
+static float *buffer_new(vt_ctx *c, size_t numel)
+{
+    size_t bytes = numel * sizeof(float);
+    if (bytes >= c->arena.pool_min)
+        return vt_arena_pool_take(&c->arena, bytes);
+    return vt_arena_alloc(&c->arena, bytes);
+}
+
 vt_tensor *vt_tensor_new(vt_ctx *c, int ndim, const int *shape)
 {
     vt_tensor *t = header_new(c, ndim, shape);
-    t->data = vt_arena_alloc(&c->arena, t->numel * sizeof(float));
+    t->data = buffer_new(c, t->numel);
     return t;
 }
 
 vt_tensor *vt_tensor_zeros(vt_ctx *c, int ndim, const int *shape)
 {
     vt_tensor *t = header_new(c, ndim, shape);
-    t->data = vt_arena_calloc(&c->arena, t->numel * sizeof(float));
+    t->data = buffer_new(c, t->numel);
+    memset(t->data, 0, t->numel * sizeof(float));
     return t;
 }
 
@@ -132,6 +143,19 @@ int vt_needs_grad(const vt_ctx *c, int n_in, vt_tensor *const *in)
     return 0;
 }
 
+/* The pool blocks whose data n's backward reads stay taken until it has
+ * run (delta 1 at record time, -1 after the node's turn in the sweep). */
+static void pin_data(vt_ctx *c, const vt_node *n, int delta)
+{
+    if (!(n->no_data & VT_BWD_NO_IN_DATA))
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i])
+                vt_arena_pool_pin(&c->arena, n->in[i]->data, delta);
+    if (!(n->no_data & VT_BWD_NO_OUT_DATA))
+        for (int i = 0; i < n->n_out; i++)
+            vt_arena_pool_pin(&c->arena, n->out[i]->data, delta);
+}
+
 vt_node *vt_record(vt_ctx *c, const vt_op_def *op, int n_in,
                    vt_tensor *const *in, int n_out, vt_tensor *const *out,
                    void *saved)
@@ -158,16 +182,41 @@ vt_node *vt_record(vt_ctx *c, const vt_op_def *op, int n_in,
         out[i]->node = n;
     }
     n->saved = saved;
+    n->no_data = 0;
     c->tape[c->n_nodes++] = n;
+    pin_data(c, n, 1);
     return n;
+}
+
+void vt_node_no_data(vt_ctx *c, vt_node *n, unsigned flags)
+{
+    pin_data(c, n, -1);
+    n->no_data = flags;
+    pin_data(c, n, 1);
 }
 
 float *vt_grad(vt_ctx *c, vt_tensor *t)
 {
     VT_ASSERT(t->requires_grad, "gradient requested for a tensor that does not require one");
-    if (!t->grad)
-        t->grad = vt_arena_calloc(&c->arena, t->numel * sizeof(float));
+    if (!t->grad) {
+        /* A leaf's gradient is the caller's to read after the sweep; an
+         * activation's may go back to the pool during it. */
+        if (t->node) {
+            t->grad = buffer_new(c, t->numel);
+            memset(t->grad, 0, t->numel * sizeof(float));
+        } else {
+            t->grad = vt_arena_calloc(&c->arena, t->numel * sizeof(float));
+        }
+    }
     return t->grad;
+}
+
+void vt_release(vt_ctx *c, vt_tensor *t)
+{
+    if (c->keep_all || t->released)
+        return;
+    t->released = 1;
+    vt_arena_pool_drop(&c->arena, t->data);
 }
 
 /* ==== Gradient-ready notifications (on_grad_ready) ===================== */
@@ -249,6 +298,16 @@ void vt_backward_seed(vt_ctx *c, vt_tensor *out, const float *seed)
             live |= n->out[i]->grad != NULL;
         if (live)
             n->op->backward(c, n);
+        /* Only n reads its outputs' gradients, so once it has run those of
+         * released outputs are garbage; so is data no other node needs. */
+        for (int i = 0; i < n->n_out; i++) {
+            vt_tensor *o = n->out[i];
+            if (o->released && o->grad) {
+                vt_arena_pool_drop(&c->arena, o->grad);
+                o->grad = NULL;
+            }
+        }
+        pin_data(c, n, -1);
         if (c->on_grad_ready)
             leaf_table_visit(c, &lt, n);
     }

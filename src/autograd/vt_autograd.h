@@ -6,8 +6,15 @@
  *
  * Memory: every activation, every tape node and whatever an op saves for its
  * backward pass is carved from the context's arena, which vt_ctx_reset()
- * rewinds once per training step. Parameters, their gradients and optimizer
- * moments live in a vt_store: one long-lived block each, with named views.
+ * rewinds once per training step. Large tensor data and activation
+ * gradients come from the arena's pool instead, so they can go back within
+ * the step: the layer runner releases (vt_release) what it will not read
+ * again, the pool keeps what a recorded backward still reads (ops say what
+ * theirs never reads: vt_node_no_data), and the reverse sweep returns a
+ * released tensor's gradient once its producer has consumed it. Tensors
+ * nobody releases (an op used directly, a leaf) stay until the reset.
+ * Parameters, their gradients and optimizer moments live in a vt_store:
+ * one long-lived block each, with named views.
  *
  * Gradients: backward functions ADD into input gradients, never assign.
  * A tensor used twice therefore receives the sum of both contributions, and
@@ -50,6 +57,8 @@ struct vt_tensor {
     float *grad;
     int requires_grad;
     vt_node *node; /* op that produced it; NULL for leaves */
+    /* Set by vt_release: the owner reads neither data nor grad again. */
+    int released;
 };
 
 /* ==== Arena ============================================================= */
@@ -62,6 +71,15 @@ typedef struct {
     vt_arena_chunk *full; /* chunks already used in this step */
     size_t chunk_size;
     size_t used, peak;    /* bytes handed out since reset, and the max ever */
+    /* Buffers of pool_min bytes or more (tensor data, activation
+     * gradients) come from a pool instead: a buffer can go back before the
+     * step ends (vt_release, the reverse sweep), and the pool plans the
+     * next steps' buffers into one region kept across resets (arena.c). */
+    struct vt_pool *pool;
+    size_t pool_min;
+    size_t pool_used, pool_peak; /* block bytes handed out now, and the max ever */
+    size_t pool_held;            /* bytes of all blocks, handed out or not */
+    int pool_poison;             /* tests: NaN-fill buffers as they go back */
 } vt_arena;
 
 void vt_arena_init(vt_arena *a, size_t chunk_size);
@@ -69,6 +87,18 @@ void *vt_arena_alloc(vt_arena *a, size_t bytes);  /* 64-byte aligned */
 void *vt_arena_calloc(vt_arena *a, size_t bytes);
 void vt_arena_reset(vt_arena *a);
 void vt_arena_free(vt_arena *a);
+/* A block of at least `bytes` (64-byte aligned), owned by the caller until
+ * vt_arena_pool_drop. pins: holds from recorded backward passes; a dropped
+ * block returns to the pool once it has no pins. vt_arena_reset returns
+ * every block. The functions taking a pointer accept any address inside a
+ * block and do nothing for memory the pool does not own. */
+void *vt_arena_pool_take(vt_arena *a, size_t bytes);
+void vt_arena_pool_drop(vt_arena *a, const void *p);
+void vt_arena_pool_pin(vt_arena *a, const void *p, int delta);
+/* Start of the pool block holding p, or NULL when the pool does not own p. */
+const void *vt_arena_pool_base(const vt_arena *a, const void *p);
+/* Pins on the block holding p; -1 when the pool does not own p. */
+int vt_arena_pool_pins(const vt_arena *a, const void *p);
 
 /* ==== Random numbers ==================================================== */
 
@@ -109,6 +139,7 @@ struct vt_node {
     vt_tensor **in;  /* arena arrays */
     vt_tensor **out;
     void *saved;     /* op-specific state in the arena */
+    unsigned no_data; /* VT_BWD_* (vt_node_no_data) */
 };
 
 struct vt_ctx {
@@ -129,6 +160,9 @@ struct vt_ctx {
      * Leaves reach it in the same order on every run. */
     void (*on_grad_ready)(void *ud, vt_tensor *leaf);
     void *on_grad_ud;
+    /* 1: vt_release does nothing, so every activation and gradient stays
+     * until the step ends (tests compare against this). */
+    int keep_all;
 };
 
 void vt_ctx_init(vt_ctx *c, uint64_t seed);
@@ -163,9 +197,23 @@ vt_node *vt_record(vt_ctx *c, const vt_op_def *op, int n_in,
                    vt_tensor *const *in, int n_out, vt_tensor *const *out,
                    void *saved);
 
+/* What a node's backward never reads: that data may go back to the pool
+ * (vt_release) before the node's backward runs. Without this call the
+ * node keeps the data of all its inputs and outputs. */
+#define VT_BWD_NO_IN_DATA 1u  /* the inputs' data */
+#define VT_BWD_NO_OUT_DATA 2u /* the outputs' data */
+void vt_node_no_data(vt_ctx *c, vt_node *n, unsigned flags);
+
 /* The gradient buffer of t, allocated zeroed on first use. Only for tensors
  * with requires_grad; backward functions call it before adding. */
 float *vt_grad(vt_ctx *c, vt_tensor *t);
+
+/* The caller (the layer runner) will not read t's data or gradient again.
+ * Data the pool owns goes back to it now, or after the last recorded
+ * backward that reads it; the gradient of a released tensor goes back once
+ * its producer's backward has consumed it. The caller must not release a
+ * tensor whose data another live tensor shares (a reshape view). */
+void vt_release(vt_ctx *c, vt_tensor *t);
 
 /* Reverse sweep from a scalar loss (seed gradient 1). */
 void vt_backward(vt_ctx *c, vt_tensor *loss);
@@ -190,6 +238,8 @@ typedef struct {
     int n, cap;
     size_t total;      /* elements in each block */
     float *data, *grad;
+    void *grad_mem;    /* grad's allocation (calloc: an evaluation that
+                        * never touches the gradients holds no memory for them) */
 } vt_store;
 
 void vt_store_init(vt_store *s);

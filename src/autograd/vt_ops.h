@@ -92,6 +92,10 @@ vt_tensor *vt_adaptive_avgpool3d(vt_ctx *c, vt_tensor *x, int ot, int oh,
 /* ==== Elementwise ====================================================== */
 
 vt_tensor *vt_relu(vt_ctx *c, vt_tensor *x);
+/* relu(x) for an x the caller gives up (as vt_release): written over x's
+ * data when no recorded backward reads it, else into a new tensor. Same
+ * values and gradients as vt_relu; x's data must not be read again. */
+vt_tensor *vt_relu_inplace(vt_ctx *c, vt_tensor *x);
 vt_tensor *vt_sigmoid(vt_ctx *c, vt_tensor *x);
 vt_tensor *vt_tanh(vt_ctx *c, vt_tensor *x);
 /* Inverted dropout: kept elements scaled by 1/(1-p). Identity when

@@ -177,6 +177,20 @@ vt_tensor *vt_layer_apply_bn(vt_model *m, vt_ctx *c, const vt_bn_part *bn, vt_te
                         bn->eps);
 }
 
+vt_tensor *vt_layer_bn_act(vt_model *m, vt_ctx *c, const vt_bn_part *bn, int act,
+                           vt_tensor *y, int axis)
+{
+    vt_tensor *z = vt_layer_apply_bn(m, c, bn, y, axis);
+    if (z != y)
+        vt_release(c, y);
+    if (act == VT_ACT_RELU)
+        return vt_relu_inplace(c, z);
+    vt_tensor *a = vt_layer_apply_act(c, act, z);
+    if (a != z)
+        vt_release(c, z);
+    return a;
+}
+
 int vt_layer_read_act(vt_layer *l)
 {
     const char *a = vt_ini_str(l->sec, "activation", "none");

@@ -133,8 +133,7 @@ static vt_tensor *forward(vt_model *m, vt_layer *l, vt_ctx *c, vt_tensor *const 
                             {s->a.dilation[1], s->a.dilation[2]}, s->a.groups};
         y = vt_conv2d_frames(c, in[0], vt_layer_p(m, s->w), vt_layer_p(m, s->b), &a);
     }
-    y = vt_layer_apply_bn(m, c, &s->bn, y, 1);
-    return vt_layer_apply_act(c, s->act, y);
+    return vt_layer_bn_act(m, c, &s->bn, s->act, y, 1);
 }
 
 static vt_tensor *fwd3d(vt_model *m, vt_layer *l, vt_ctx *c, vt_tensor *const *in)

@@ -60,8 +60,7 @@ static vt_tensor *forward_linear(vt_model *m, vt_layer *l, vt_ctx *c, vt_tensor 
     vt_tensor *y = vt_linear(c, in[0], vt_layer_p(m, s->w), vt_layer_p(m, s->b));
     /* (N, F): channels on axis 1; (N, T, F): channel-last, statistics over
      * N and T as BatchNorm1d on x.reshape(-1, F). */
-    y = vt_layer_apply_bn(m, c, &s->bn, y, y->ndim - 1);
-    return vt_layer_apply_act(c, s->act, y);
+    return vt_layer_bn_act(m, c, &s->bn, s->act, y, y->ndim - 1);
 }
 
 const vt_layer_type vt_layer_linear = {&LINEAR_SCHEMA, build_linear, init_linear, forward_linear};

@@ -67,6 +67,11 @@ vt_tensor *vt_layer_apply_bn(vt_model *m, vt_ctx *c, const vt_bn_part *bn, vt_te
                              int axis);
 int vt_layer_read_act(vt_layer *l);
 vt_tensor *vt_layer_apply_act(vt_ctx *c, int act, vt_tensor *x);
+/* Batch norm (if on), then the activation, on y: a conv's or linear's own
+ * fresh output, which nothing outside the layer sees. Each intermediate is
+ * released (vt_release) once the next op has read it. */
+vt_tensor *vt_layer_bn_act(vt_model *m, vt_ctx *c, const vt_bn_part *bn, int act,
+                           vt_tensor *y, int axis);
 
 static inline vt_tensor *vt_layer_p(vt_model *m, int idx)
 {

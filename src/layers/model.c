@@ -216,18 +216,56 @@ void vt_model_free(vt_model *m)
 
 /* ==== Running =========================================================== */
 
+/* Layer j's output has no reads left. Views (flatten, an identity dropout)
+ * share a buffer with earlier outputs or with x, so the buffer goes back
+ * only when every output holding it is dead, and never when x holds it. In
+ * training the pool keeps data a recorded backward still reads (pins). */
+static void release_dead(vt_ctx *c, vt_tensor *x, vt_tensor **outs, int *left, int upto,
+                         int j)
+{
+    left[j] = -1;
+    if (outs[j]->data == x->data) /* x itself or a view of it: the caller's */
+        return;
+    const void *base = vt_arena_pool_base(&c->arena, outs[j]->data);
+    if (!base) {
+        vt_release(c, outs[j]); /* its gradient may still go back */
+        return;
+    }
+    if (vt_arena_pool_base(&c->arena, x->data) == base)
+        return;
+    for (int q = 0; q <= upto; q++)
+        if (left[q] >= 0 && vt_arena_pool_base(&c->arena, outs[q]->data) == base)
+            return;
+    for (int q = 0; q <= upto; q++)
+        if (vt_arena_pool_base(&c->arena, outs[q]->data) == base)
+            vt_release(c, outs[q]);
+}
+
 vt_tensor *vt_model_forward(vt_model *m, vt_ctx *c, vt_tensor *x)
 {
     VT_ASSERT(x->ndim == 5 && x->shape[1] == m->in_shape[0] && x->shape[2] == m->in_shape[1] &&
                   x->shape[3] == m->in_shape[2] && x->shape[4] == m->in_shape[3],
               "model input shape mismatch");
     vt_tensor **outs = vt_arena_alloc(&c->arena, (size_t)m->n * sizeof *outs);
+    /* left[i]: reads of layer i's output still to come ([add] and [concat]
+     * skip connections read earlier layers); -1 once it is dead. */
+    int *left = vt_arena_calloc(&c->arena, (size_t)m->n * sizeof *left);
+    for (int i = 0; i < m->n; i++)
+        for (int k = 0; k < m->layers[i].n_in; k++)
+            if (m->layers[i].in[k] >= 0)
+                left[m->layers[i].in[k]]++;
+    left[m->n - 1]++; /* the caller's */
     for (int i = 0; i < m->n; i++) {
         vt_layer *l = &m->layers[i];
         vt_tensor *in[VT_MAX_FROM];
         for (int k = 0; k < l->n_in; k++)
             in[k] = l->in[k] < 0 ? x : outs[l->in[k]];
         outs[i] = l->type->forward(m, l, c, in);
+        for (int k = 0; k < l->n_in; k++)
+            if (l->in[k] >= 0 && --left[l->in[k]] == 0)
+                release_dead(c, x, outs, left, i, l->in[k]);
+        if (left[i] == 0)
+            release_dead(c, x, outs, left, i, i);
     }
     return outs[m->n - 1];
 }
