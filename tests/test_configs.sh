@@ -23,7 +23,7 @@ awk -v dir="$TMP" '/^```ini$/ {n++; f=dir "/doc_example_" n ".ini"; inblk=1; nex
                    inblk {print > f}' "$SRC/docs/config.md"
 n_ex=$(ls "$TMP"/doc_example_*.ini 2>/dev/null | wc -l)
 [ "$n_ex" -ge 5 ] && ok || bad "docs/config.md has $n_ex ini examples, expected >= 5"
-for f in "$TMP"/doc_example_*.ini "$SRC"/configs/*.ini; do
+for f in "$TMP"/doc_example_*.ini "$SRC"/configs/*.ini "$SRC"/configs/synth/*.ini; do
     if out=$("$VTRAIN" "$f" --dry-run 2>&1); then
         grep -q "^total: .* parameters" <<<"$out" && ok || bad "$f: no totals line"
     else
