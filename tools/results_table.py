@@ -40,12 +40,17 @@ def train_seconds(run_dir):
 def main(paths):
     if not paths:
         sys.exit("usage: results_table.py EVAL.json ...")
+    evals = []
+    for p in paths:
+        try:
+            with open(p) as f:
+                evals.append((p, json.load(f)))
+        except (OSError, ValueError) as e:
+            sys.exit("results_table.py: %s: %s" % (p, e))
     head = ["model", "video top-1", "clip top-1"] + ["%s/%s" % p for p in PAIRS] + ["train s"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for p in paths:
-        with open(p) as f:
-            d = json.load(f)
+    for p, d in evals:
         classes = [c["name"] for c in d["per_class"]]
         cells = [d["model"], "%.1f%%" % (100 * d["video_top1"]), "%.1f%%" % (100 * d["clip_top1"])]
         for a, b in PAIRS:
