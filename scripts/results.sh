@@ -11,6 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DATA=data/synth100
+if [[ ! -x $BUILD/train/vtrain ]]; then
+    echo "results.sh: no $BUILD/train/vtrain; build first (meson setup $BUILD --buildtype=release && ninja -C $BUILD)" >&2
+    exit 2
+fi
 if [[ ! -f $DATA/ucfTrainTestlist/classInd.txt ]]; then
     "$BUILD"/train/vsynth --out "$DATA" --videos-per-class 100 --seed 1
 fi
