@@ -510,15 +510,40 @@ static void tile_gather(const geom *g, const float *gy, float *m, int r0, int nr
     }
 }
 
+/* What both shared-tile passes need: GEMM sizes per group, the tile's
+ * rows and the two tile buffers, col (K rows) and m (O rows: the output
+ * tile forward, the gathered output gradient backward). */
+typedef struct {
+    int og, kg, krows, rows, total;
+    float *col, *m;
+} shared_tile;
+
+static shared_tile shared_tile_open(const geom *g)
+{
+    shared_tile st;
+    st.og = g->o / g->groups;
+    st.kg = g->c / g->groups * g->kt * g->kh * g->kw;
+    st.krows = g->c * g->kt * g->kh * g->kw;
+    st.rows = shared_rows(g);
+    st.total = g->n * g->to * g->ho;
+    st.col = malloc((size_t)st.krows * st.rows * g->wo * sizeof *st.col);
+    st.m = malloc((size_t)g->o * st.rows * g->wo * sizeof *st.m);
+    VT_ASSERT(st.col && st.m, "conv: out of memory for a %d-row shared tile", st.rows);
+    return st;
+}
+
+static void shared_tile_close(shared_tile *st)
+{
+    free(st->col);
+    free(st->m);
+}
+
 static void shared_forward(const geom *g, const float *x, const float *w,
                            const float *b, float *y)
 {
-    const int og = g->o / g->groups, cg = g->c / g->groups;
-    const int kg = cg * g->kt * g->kh * g->kw, krows = g->c * g->kt * g->kh * g->kw;
-    const int rows = shared_rows(g), total = g->n * g->to * g->ho;
-    float *col = malloc((size_t)krows * rows * g->wo * sizeof *col);
-    float *out = malloc((size_t)g->o * rows * g->wo * sizeof *out);
-    VT_ASSERT(col && out, "conv: out of memory for a %d-row shared tile", rows);
+    shared_tile st = shared_tile_open(g);
+    const int og = st.og, kg = st.kg, krows = st.krows, rows = st.rows, total = st.total;
+    float *col = st.col, *out = st.m;
 #pragma omp parallel if (big_enough(g))
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -540,8 +565,7 @@ static void shared_forward(const geom *g, const float *x, const float *w,
 #pragma omp barrier
         }
     }
-    free(col);
-    free(out);
+    shared_tile_close(&st);
 }
 
 /* gw += dy . col^T split over output channels, then col = W^T . dy split
@@ -549,12 +573,9 @@ static void shared_forward(const geom *g, const float *x, const float *w,
 static void shared_backward(const geom *g, const float *x, const float *w,
                             const float *gy, float *gx, float *gw)
 {
-    const int og = g->o / g->groups, cg = g->c / g->groups;
-    const int kg = cg * g->kt * g->kh * g->kw, krows = g->c * g->kt * g->kh * g->kw;
-    const int rows = shared_rows(g), total = g->n * g->to * g->ho;
-    float *col = malloc((size_t)krows * rows * g->wo * sizeof *col);
-    float *dy = malloc((size_t)g->o * rows * g->wo * sizeof *dy);
-    VT_ASSERT(col && dy, "conv: out of memory for a %d-row shared tile", rows);
+    shared_tile st = shared_tile_open(g);
+    const int og = st.og, kg = st.kg, krows = st.krows, rows = st.rows, total = st.total;
+    float *col = st.col, *dy = st.m;
 #pragma omp parallel if (big_enough(g))
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -599,8 +620,7 @@ static void shared_backward(const geom *g, const float *x, const float *w,
             }
         }
     }
-    free(col);
-    free(dy);
+    shared_tile_close(&st);
 }
 
 /* Shared tiles when a per-thread tile would be a thin GEMM (under 256
