@@ -512,8 +512,11 @@ static int split_path(const char *path, char *dir, char *base)
 static void remove_stale_temps(const char *dir, const char *base)
 {
     char prefix[PATH_LEN];
-    snprintf(prefix, sizeof prefix, ".%s.tmp.", base);
-    size_t plen = strlen(prefix);
+    /* A name too long for the prefix cannot have temporaries we made. */
+    int n = snprintf(prefix, sizeof prefix, ".%s.tmp.", base);
+    if (n < 0 || (size_t)n >= sizeof prefix)
+        return;
+    size_t plen = (size_t)n;
     DIR *d = opendir(dir);
     if (!d)
         return;
