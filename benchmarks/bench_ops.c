@@ -1,7 +1,7 @@
 /* bench_ops.c - conv3d on C3D's layer shapes and the LSTM, forward and
  * backward, median of timed repetitions after a warm-up.
  *
- *   bench_ops [--reps N] [--threads T] [--only NAME] [--path auto|sample|shared]
+ *   bench_ops [--reps N] [--threads T] [--only NAME] [--path auto|sample|shared|igemm]
  *             [--tile-mb MB]
  *
  * --path and --tile-mb force the conv's fast path and column budget
@@ -183,10 +183,11 @@ int main(int argc, char **argv)
             const char *p = argv[++i];
             int path = !strcmp(p, "sample")   ? VT_CONV_PATH_SAMPLE
                        : !strcmp(p, "shared") ? VT_CONV_PATH_SHARED
+                       : !strcmp(p, "igemm")  ? VT_CONV_PATH_IGEMM
                        : !strcmp(p, "auto")   ? VT_CONV_PATH_AUTO
                                               : -1;
             if (path < 0) {
-                fprintf(stderr, "--path: auto, sample or shared, not '%s'\n", p);
+                fprintf(stderr, "--path: auto, sample, shared or igemm, not '%s'\n", p);
                 return 2;
             }
             vt_conv_set_path(path);
@@ -195,7 +196,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: %s [--reps N] [--threads T] [--only NAME] "
-                    "[--path auto|sample|shared] [--tile-mb MB]\n",
+                    "[--path auto|sample|shared|igemm] [--tile-mb MB]\n",
                     argv[0]);
             return 2;
         }

@@ -97,6 +97,16 @@ END_TEST
 
 /* ==== Fast kernels against the reference ============================== */
 
+/* IGEMM forces the implicit-GEMM forward (conv_igemm.c; backward then
+ * takes the shape's BLAS path). On a CPU without AVX2+FMA it falls back to
+ * the BLAS paths, which the other two settings test. */
+static const char *path_name(int path)
+{
+    return path == VT_CONV_PATH_SHARED  ? "shared"
+           : path == VT_CONV_PATH_IGEMM ? (vt_conv_igemm_supported() ? "igemm" : "igemm->blas")
+                                        : "sample";
+}
+
 /* Runs the op (forward and a backward seeded with a random gy) and the
  * reference kernels on the same data; compares y, gx, gw, gb. Returns the
  * worst err/tol. */
@@ -148,10 +158,18 @@ START_TEST(fast_matches_reference)
         /* odd everything across samples: stride, asymmetric padding,
          * dilation and 3 groups of 7 filters */
         {{3, 9, 5, 7, 5}, {21, 3, 3, 2, 3}, {{2, 1, 2}, {1, 0, 2}, {1, 2, 1}, 3}, 1},
+        /* implicit GEMM: 3 x 1680 positions, several 1024-position chunks
+         * (the last ragged); 21-wide rows, so micro-panels of 16 straddle
+         * rows and samples; K = 5 * 27 = 135 */
+        {{3, 5, 4, 20, 21}, {7, 5, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        /* K = 300 > one 256-tap block (and a ragged second), a 2-sample
+         * batch of 12 positions: channels split over threads; w stride 2
+         * (the gather packing) with dilation */
+        {{2, 12, 3, 4, 9}, {13, 12, 1, 5, 5}, {{1, 1, 2}, {0, 2, 2}, {1, 1, 2}, 1}, 1},
     };
     vt_ctx c;
     vt_ctx_init(&c, 1);
-    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_SHARED; path++) {
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_IGEMM; path++) {
         vt_conv_set_path(path);
         for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
             const conv_case *k = &cases[s];
@@ -166,7 +184,7 @@ START_TEST(fast_matches_reference)
                 vt_conv_set_tile_bytes(budgets[t]);
                 double r = fast_vs_ref(&c, k, 100 + 10 * (uint64_t)s);
                 printf("fast vs ref %s path case %d tile budget %zu: worst err/tol %.3f\n",
-                       path == VT_CONV_PATH_SHARED ? "shared" : "sample", s,
+                       path_name(path), s,
                        budgets[t], r);
             }
         }
@@ -277,7 +295,7 @@ START_TEST(pytorch_parity)
     vt_ctx c;
     vt_ctx_init(&c, 1);
     /* Default budget (one tile) and one output row per tile, on each path. */
-    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_SHARED; path++)
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_IGEMM; path++)
         for (int t = 0; t < 2; t++) {
             vt_conv_set_path(path);
             vt_conv_set_tile_bytes(t ? 1 : 0);
@@ -285,7 +303,7 @@ START_TEST(pytorch_parity)
                 double maxabs = 0;
                 double r = parity_case(&c, f, FIXTURE_CASES[i], &maxabs);
                 printf("parity %s (%s path, %s tile): worst err/tol %.3f, max |diff| %.2e\n",
-                       FIXTURE_CASES[i], path == VT_CONV_PATH_SHARED ? "shared" : "sample",
+                       FIXTURE_CASES[i], path_name(path),
                        t ? "1-row" : "default", r, maxabs);
             }
         }
@@ -446,7 +464,7 @@ START_TEST(threads_deterministic)
     vt_conv_set_tile_bytes(200000);
     vt_ctx c;
     vt_ctx_init(&c, 1);
-    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_SHARED; path++)
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_IGEMM; path++)
         for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
             run_out one, two, two_again;
             vt_conv_set_path(path);
@@ -460,12 +478,16 @@ START_TEST(threads_deterministic)
             ck_assert_mem_eq(two.gx, two_again.gx, two.nx * sizeof(float));
             ck_assert_mem_eq(two.gw, two_again.gw, two.nw * sizeof(float));
             ck_assert_mem_eq(two.gb, two_again.gb, two.nb * sizeof(float));
+            /* the implicit GEMM sums each output the same way whatever the
+             * thread count */
+            if (path == VT_CONV_PATH_IGEMM && vt_conv_igemm_supported())
+                ck_assert_mem_eq(two.y, one.y, one.ny * sizeof(float));
             double r = close_scaled("1 vs 2 threads: y", two.y, one.y, one.ny);
             r = fmax(r, close_scaled("1 vs 2 threads: gx", two.gx, one.gx, one.nx));
             r = fmax(r, close_scaled("1 vs 2 threads: gw", two.gw, one.gw, one.nw));
             r = fmax(r, close_scaled("1 vs 2 threads: gb", two.gb, one.gb, one.nb));
             printf("threads %s path case %d: 1 vs 2 worst err/tol %.3f, 2 vs 2 "
-                   "bit-identical\n", path == VT_CONV_PATH_SHARED ? "shared" : "sample",
+                   "bit-identical\n", path_name(path),
                    s, r);
             run_free(&one);
             run_free(&two);

@@ -81,13 +81,7 @@ int vt_conv_out_size(int in, int k, int stride, int pad, int dilation)
 
 /* ==== Geometry ========================================================= */
 
-typedef struct {
-    int n, c, t, h, w;              /* input */
-    int o, kt, kh, kw;              /* weight */
-    int st, sh, sw, pt, ph, pw, dt, dh, dw;
-    int groups;
-    int to, ho, wo;                 /* output */
-} geom;
+typedef vt_conv_geom geom;
 
 static int one_if_zero(int v) { return v ? v : 1; }
 
@@ -645,6 +639,9 @@ static void conv_forward(const geom *g, const float *x, const float *w,
     const size_t ys = (size_t)g->o * g->to * g->ho * g->wo;
     const int pointwise = is_pointwise(g);
     const int rows = pointwise ? 0 : tile_rows(g);
+    if ((path_forced == VT_CONV_PATH_AUTO || path_forced == VT_CONV_PATH_IGEMM) &&
+        vt_conv_igemm_forward(g, x, w, b, y))
+        return;
     if (use_shared(g)) {
         shared_forward(g, x, w, b, y);
         return;

@@ -24,7 +24,25 @@ size_t vt_conv_set_tile_bytes(size_t bytes);
  * and benchmarks: SAMPLE tiles within a sample, a sample (or tile) per
  * thread; SHARED tiles across the batch, every thread on one tile with the
  * GEMMs split over output rows. Returns the old setting. */
-enum { VT_CONV_PATH_AUTO, VT_CONV_PATH_SAMPLE, VT_CONV_PATH_SHARED };
+enum { VT_CONV_PATH_AUTO, VT_CONV_PATH_SAMPLE, VT_CONV_PATH_SHARED, VT_CONV_PATH_IGEMM };
 int vt_conv_set_path(int path);
+
+/* The geometry of one convolution call, as op_conv3d.c derives it. */
+typedef struct {
+    int n, c, t, h, w;              /* input */
+    int o, kt, kh, kw;              /* weight */
+    int st, sh, sw, pt, ph, pw, dt, dh, dw;
+    int groups;
+    int to, ho, wo;                 /* output */
+} vt_conv_geom;
+
+/* Implicit-GEMM forward (conv_igemm.c): the AVX2+FMA kernel that packs its
+ * columns straight from x, no column matrix. Returns 0, having done
+ * nothing, when this CPU lacks AVX2/FMA or the shape is out of its range
+ * (the caller then takes the BLAS paths). */
+int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
+                          const float *b, float *y);
+/* Whether this CPU runs the kernel above. */
+int vt_conv_igemm_supported(void);
 
 #endif

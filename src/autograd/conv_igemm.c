@@ -1,0 +1,425 @@
+/* conv_igemm.c - implicit-GEMM convolution forward for AVX2+FMA CPUs.
+ *
+ * Why not vol2col + OpenBLAS: that route writes a column matrix (K x P,
+ * 173 MB a sample for C3D's conv3b), reads it back to pack it, and repacks
+ * the weights for every tile; on C3D's layers the conv then ran at 60-65
+ * GFLOP per CPU-second where the same GEMM alone runs at 82-88 (see
+ * docs/performance.md). Here the weights are packed once per call, the
+ * columns are packed straight from x into the micro-kernel's panel layout
+ * (16 positions x KC taps, a few hundred KB), and the bias goes into the
+ * first K block's store.
+ *
+ * Blocking (BLIS order): a work item is one chunk of up to NC output
+ * positions of one sample; for each KC block of taps the chunk's columns
+ * are packed (L2/L3), then for each MC block of output channels (its packed
+ * weights stay in L2) every 16-position micro-panel (L1) meets every
+ * 6-channel weight micro-panel in the 6x16 register kernel.
+ *
+ * Determinism: each output element is bias + the sum over KC blocks, in
+ * order, of one FMA chain over the block's taps, whatever the chunk, the
+ * thread or the thread count, so results do not depend on threads at all.
+ */
+#include "vt_autograd.h"
+#include "op_conv3d_internal.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    MR = 6,    /* output channels per micro-tile */
+    NR = 16,   /* output positions per micro-tile (two ymm) */
+    KC = 256,  /* taps per K block: a 16 KB column micro-panel fits L1 */
+    MCP = 16,  /* weight micro-panels per MC block: 96 x KC = 96 KB, L2 */
+    NC = 1024, /* positions per work item at most */
+};
+
+int vt_conv_igemm_supported(void)
+{
+    static int supported = -1;
+    if (supported < 0) {
+        __builtin_cpu_init();
+        supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return supported;
+}
+
+#define VT_AVX2 __attribute__((target("avx2,fma")))
+
+static void *xalloc(size_t bytes, const char *what)
+{
+    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    VT_ASSERT(p, "conv: out of memory for %s (%zu bytes)", what, bytes);
+    return p;
+}
+
+
+/* c (mv x nv, row stride ldc) = init + A.B, or += A.B when init is NULL;
+ * a is kc x MR (tap-major), b kc x NR. Column j is c[j], or c[cols[j]]
+ * when cols is given (a micro-tile that spans two samples). The edge path adds the same two
+ * numbers as the full one, so an element's value never depends on whether
+ * its micro-tile was ragged. */
+VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c,
+                                size_t ldc, const float *init, int mv, int nv,
+                                const ptrdiff_t *cols)
+{
+    /* C's rows are a whole output row apart: fetch them now, or their
+     * misses land after the loop, exposed. */
+    for (int i = 0; i < MR && !cols; i++) {
+        _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (size_t)i * ldc + NR - 1), _MM_HINT_T0);
+    }
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
+           c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    /* The next weight micro-panel follows this one; on its first use in a
+     * K block it comes from memory, so fetch it while this one computes. */
+    const float *an = a + (size_t)kc * MR;
+    for (int k = 0; k < kc; k++) {
+        _mm_prefetch((const char *)(an + (size_t)k * MR), _MM_HINT_T1);
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        __m256 a0 = _mm256_broadcast_ss(a), a1 = _mm256_broadcast_ss(a + 1);
+        c00 = _mm256_fmadd_ps(a0, b0, c00);
+        c01 = _mm256_fmadd_ps(a0, b1, c01);
+        c10 = _mm256_fmadd_ps(a1, b0, c10);
+        c11 = _mm256_fmadd_ps(a1, b1, c11);
+        a0 = _mm256_broadcast_ss(a + 2);
+        a1 = _mm256_broadcast_ss(a + 3);
+        c20 = _mm256_fmadd_ps(a0, b0, c20);
+        c21 = _mm256_fmadd_ps(a0, b1, c21);
+        c30 = _mm256_fmadd_ps(a1, b0, c30);
+        c31 = _mm256_fmadd_ps(a1, b1, c31);
+        a0 = _mm256_broadcast_ss(a + 4);
+        a1 = _mm256_broadcast_ss(a + 5);
+        c40 = _mm256_fmadd_ps(a0, b0, c40);
+        c41 = _mm256_fmadd_ps(a0, b1, c41);
+        c50 = _mm256_fmadd_ps(a1, b0, c50);
+        c51 = _mm256_fmadd_ps(a1, b1, c51);
+        a += MR;
+        b += NR;
+    }
+    if (mv == MR && nv == NR && !cols) {
+#define ROW(i, lo, hi)                                                          \
+    do {                                                                        \
+        float *r = c + (size_t)(i) * ldc;                                       \
+        __m256 s0 = init ? _mm256_set1_ps(init[i]) : _mm256_loadu_ps(r);        \
+        __m256 s1 = init ? s0 : _mm256_loadu_ps(r + 8);                         \
+        _mm256_storeu_ps(r, _mm256_add_ps(s0, lo));                             \
+        _mm256_storeu_ps(r + 8, _mm256_add_ps(s1, hi));                         \
+    } while (0)
+        ROW(0, c00, c01);
+        ROW(1, c10, c11);
+        ROW(2, c20, c21);
+        ROW(3, c30, c31);
+        ROW(4, c40, c41);
+        ROW(5, c50, c51);
+#undef ROW
+        return;
+    }
+    _Alignas(32) float t[MR * NR];
+    _mm256_store_ps(t + 0 * NR, c00);
+    _mm256_store_ps(t + 0 * NR + 8, c01);
+    _mm256_store_ps(t + 1 * NR, c10);
+    _mm256_store_ps(t + 1 * NR + 8, c11);
+    _mm256_store_ps(t + 2 * NR, c20);
+    _mm256_store_ps(t + 2 * NR + 8, c21);
+    _mm256_store_ps(t + 3 * NR, c30);
+    _mm256_store_ps(t + 3 * NR + 8, c31);
+    _mm256_store_ps(t + 4 * NR, c40);
+    _mm256_store_ps(t + 4 * NR + 8, c41);
+    _mm256_store_ps(t + 5 * NR, c50);
+    _mm256_store_ps(t + 5 * NR + 8, c51);
+    for (int i = 0; i < mv; i++) {
+        float *r = c + (size_t)i * ldc;
+        for (int j = 0; j < nv; j++) {
+            float *e = r + (cols ? cols[j] : j);
+            *e = (init ? init[i] : *e) + t[i * NR + j];
+        }
+    }
+}
+
+/* The input, zero-padded on every side by the conv's padding, with GUARD
+ * zero floats before and after: every tap of every window then lies
+ * inside it, so packing needs no bounds checks, and a micro-panel's
+ * 16-float loads (which may start up to 15 floats before a segment) stay
+ * inside the allocation. */
+enum { GUARD = NR };
+
+typedef struct {
+    int tp, hp, wp; /* padded extents */
+    size_t vol, xs; /* one channel, one sample */
+} padded;
+
+/* Offset of tap k (input channel, i, j, l of the kernel) from its
+ * window's origin, in the padded input of one group. */
+static int *tap_offsets(const vt_conv_geom *g, const padded *pd, int kg)
+{
+    const int kvol = g->kt * g->kh * g->kw;
+    int *off = xalloc((size_t)kg * sizeof *off, "tap table");
+    for (int k = 0; k < kg; k++) {
+        int ch = k / kvol, kk = k % kvol;
+        int i = kk / (g->kh * g->kw), j = kk / g->kw % g->kh, l = kk % g->kw;
+        off[k] = (int)((size_t)ch * pd->vol) +
+                 (i * g->dt * pd->hp + j * g->dh) * pd->wp + l * g->dw;
+    }
+    return off;
+}
+
+static float *pad_input(const vt_conv_geom *g, const float *x, const padded *pd)
+{
+    const size_t nvol = (size_t)g->n * g->c;
+    float *xp = xalloc((nvol * pd->vol + 2 * GUARD) * sizeof *xp, "padded input");
+    memset(xp, 0, GUARD * sizeof *xp);
+    memset(xp + GUARD + nvol * pd->vol, 0, GUARD * sizeof *xp);
+#pragma omp parallel for schedule(static) if (nvol * pd->vol > 65536)
+    for (size_t v = 0; v < nvol; v++) {
+        float *d = xp + GUARD + v * pd->vol;
+        const float *src = x + v * (size_t)g->t * g->h * g->w;
+        for (int t = 0; t < pd->tp; t++)
+            for (int h = 0; h < pd->hp; h++, d += pd->wp) {
+                int ti = t - g->pt, hi = h - g->ph;
+                if (ti < 0 || ti >= g->t || hi < 0 || hi >= g->h) {
+                    memset(d, 0, (size_t)pd->wp * sizeof *d);
+                    continue;
+                }
+                memset(d, 0, (size_t)g->pw * sizeof *d);
+                memcpy(d + g->pw, src + ((size_t)ti * g->h + hi) * g->w,
+                       (size_t)g->w * sizeof *d);
+                memset(d + g->pw + g->w, 0, (size_t)(pd->wp - g->pw - g->w) * sizeof *d);
+            }
+    }
+    return xp + GUARD;
+}
+
+/* A chunk: positions counted across the batch (q = sample * P + p), so a
+ * layer with small maps (C3D's conv5: 98 a sample) still gets wide chunks
+ * and reads its weights once per chunk, not once per sample. Each
+ * micro-panel of 16 positions is a few segments, runs of positions whose
+ * windows are consecutive in the padded input (unit w stride): one output
+ * row, or the end of one and the start of the next. */
+typedef struct {
+    _Alignas(32) int org[NC];     /* window origin in the padded input */
+    ptrdiff_t yoff[NC];           /* the position's element of y's first channel */
+    unsigned char cross[NC / NR]; /* micro-panel spans two samples */
+    int seg0[NC / NR + 1];        /* segments of panel jb: seg0[jb] .. seg0[jb+1] */
+    int soff[NC];                 /* segment: org of its lane 0 (first - j0) */
+    _Alignas(32) int smask[NC][NR]; /* segment: its lanes, -1 / 0 */
+} chunk_tab;
+
+static void chunk_tab_fill(const vt_conv_geom *g, const padded *pd, long q0, int nc,
+                           int npan, chunk_tab *ct)
+{
+    const int hw = g->ho * g->wo;
+    const long p = (long)g->to * hw;
+    const size_t ys = (size_t)g->o * (size_t)p;
+    int n0 = 0, ns = 0;
+    for (int j = 0; j < npan * NR; j++) {
+        const int l = j % NR;
+        if (l == 0)
+            ct->seg0[j / NR] = ns;
+        if (j >= nc) {
+            ct->org[j] = 0;
+            ct->yoff[j] = 0;
+            continue;
+        }
+        long q = q0 + j;
+        int n = (int)(q / p), pp = (int)(q % p);
+        int to = pp / hw, ho = pp % hw / g->wo, wo = pp % g->wo;
+        if (l == 0)
+            n0 = n;
+        ct->org[j] = (int)((size_t)n * pd->xs) +
+                     (to * g->st * pd->hp + ho * g->sh) * pd->wp + wo * g->sw;
+        ct->yoff[j] = (ptrdiff_t)((size_t)n * ys) + pp;
+        if (l == NR - 1 || j == nc - 1)
+            ct->cross[j / NR] = n != n0;
+        if (l == 0 || ct->org[j] != ct->org[j - 1] + 1) {
+            ct->soff[ns] = ct->org[j] - l;
+            memset(ct->smask[ns], 0, sizeof ct->smask[ns]);
+            ns++;
+        }
+        ct->smask[ns - 1][l] = -1;
+    }
+    ct->seg0[npan] = ns;
+}
+
+/* Columns of taps [k0, k0 + kc) for the chunk's npan micro-panels, laid
+ * out [panel][tap][NR]; taps in padding are 0 (read from the padded
+ * input), lanes past the chunk's end 0. xg is the padded input of the
+ * group's first channel of sample 0, off the tap offsets. */
+VT_AVX2 static void pack_cols(const vt_conv_geom *g, const float *xg,
+                              const chunk_tab *ct, int npan, const int *off,
+                              int k0, int kc, float *bp)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    for (int jb = 0; jb < npan; jb++) {
+        float *dst = bp + (size_t)jb * kc * NR;
+        const int s0 = ct->seg0[jb], s1 = ct->seg0[jb + 1];
+        if (g->sw != 1) {
+            /* strided windows: a gather per half, every lane in bounds */
+            const int *o = ct->org + jb * NR;
+            const __m256i ia = _mm256_load_si256((const __m256i *)o),
+                          ib = _mm256_load_si256((const __m256i *)(o + 8));
+            for (int k = k0; k < k0 + kc; k++, dst += NR) {
+                const float *base = xg + off[k];
+                _mm256_store_ps(dst, _mm256_i32gather_ps(base, ia, 4));
+                _mm256_store_ps(dst + 8, _mm256_i32gather_ps(base, ib, 4));
+            }
+            continue;
+        }
+        if (s1 - s0 == 1 && ct->smask[s0][0] && ct->smask[s0][NR - 1]) {
+            const float *src = xg + ct->soff[s0];
+            for (int k = k0; k < k0 + kc; k++, dst += NR) {
+                _mm256_store_ps(dst, _mm256_loadu_ps(src + off[k]));
+                _mm256_store_ps(dst + 8, _mm256_loadu_ps(src + off[k] + 8));
+            }
+            continue;
+        }
+        for (int k = k0; k < k0 + kc; k++, dst += NR) {
+            __m256 va = zero, vb = zero;
+            for (int sg = s0; sg < s1; sg++) {
+                const float *src = xg + ct->soff[sg] + off[k];
+                va = _mm256_blendv_ps(va, _mm256_loadu_ps(src),
+                                      _mm256_load_ps((const float *)ct->smask[sg]));
+                vb = _mm256_blendv_ps(vb, _mm256_loadu_ps(src + 8),
+                                      _mm256_load_ps((const float *)ct->smask[sg] + 8));
+            }
+            _mm256_store_ps(dst, va);
+            _mm256_store_ps(dst + 8, vb);
+        }
+    }
+}
+
+/* Weights of every group as [group][K block][panel of MR channels][tap of
+ * the block][MR], rows past the group's channel count zero: the panels one
+ * MC block multiplies with one K block are one contiguous run. */
+static void pack_weights(const float *w, int groups, int og, int kg, int mp,
+                         float *ap)
+{
+#pragma omp parallel for schedule(static) if ((size_t)groups * og * kg > 65536)
+    for (int q = 0; q < groups * mp; q++) {
+        const int gr = q / mp, ir = q % mp;
+        float *dg = ap + (size_t)gr * mp * kg * MR;
+        for (int k0 = 0; k0 < kg; k0 += KC) {
+            const int kc = kg - k0 < KC ? kg - k0 : KC;
+            float *d = dg + ((size_t)k0 * mp + (size_t)ir * kc) * MR;
+            const float *s[MR];
+            for (int i = 0; i < MR; i++) {
+                const int o = ir * MR + i < og ? ir * MR + i : og - 1;
+                s[i] = w + ((size_t)gr * og + (size_t)o) * kg + k0;
+            }
+            const int live = og - ir * MR < MR ? og - ir * MR : MR;
+            for (int k = 0; k < kc; k++, d += MR)
+                for (int i = 0; i < MR; i++)
+                    d[i] = i < live ? s[i][k] : 0.0f;
+        }
+    }
+}
+
+static const float zeros[MR];
+
+/* The packed weights' buffer is kept between calls: C3D's are up to 28 MB,
+ * and a fresh allocation each call costs its page faults again (measured
+ * 2% of conv5a's forward). One per thread, as ops may run inside a parallel region. */
+static _Thread_local float *packed;
+static _Thread_local size_t packed_cap;
+
+static float *packed_weights(size_t n)
+{
+    if (n > packed_cap) {
+        free(packed);
+        packed = xalloc(n * sizeof *packed, "packed weights");
+        packed_cap = n;
+    }
+    return packed;
+}
+
+int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
+                          const float *b, float *y)
+{
+    if (!vt_conv_igemm_supported())
+        return 0;
+    padded pd = {g->t + 2 * g->pt, g->h + 2 * g->ph, g->w + 2 * g->pw, 0, 0};
+    pd.vol = (size_t)pd.tp * pd.hp * pd.wp;
+    pd.xs = (size_t)g->c * pd.vol;
+    /* 32-bit offsets into the padded batch */
+    if ((size_t)g->n * pd.xs + 2 * GUARD >= ((size_t)1 << 31))
+        return 0;
+    const int og = g->o / g->groups, cg = g->c / g->groups;
+    const int kg = cg * g->kt * g->kh * g->kw;
+    const int mp = (og + MR - 1) / MR;
+    const int p = g->to * g->ho * g->wo;
+
+    float *ap = packed_weights((size_t)g->groups * mp * kg * MR);
+    pack_weights(w, g->groups, og, kg, mp, ap);
+    int *off = tap_offsets(g, &pd, kg);
+    float *xp = pad_input(g, x, &pd);
+
+    /* Work items: a chunk of at most NC positions (counted across the
+     * batch), times a share of the output channels. Few positions would
+     * leave threads idle, and every item streams its channels' weights, so
+     * such layers split channels, not positions: each thread then reads
+     * only its share of the weights. */
+    const int th = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const long total = (long)g->n * p;
+    const long per = (total + NC - 1) / NC;
+    const int chunk = (int)(((total + per - 1) / per + NR - 1) / NR * NR);
+    int msplit = 1;
+    if (per < 4L * th) {
+        /* each split packs the chunk's columns again: as few as give every
+         * thread the same number of items */
+        msplit = (int)((th + per - 1) / per);
+        while ((per * msplit) % th)
+            msplit++;
+        if (msplit > mp)
+            msplit = mp;
+    }
+    const long items = per * msplit;
+    const double macs = (double)g->o * kg * (double)total;
+
+#pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
+    {
+        float *bp = xalloc((size_t)KC * chunk * sizeof(float), "column panel");
+        chunk_tab *ct = xalloc(sizeof *ct, "position table");
+#pragma omp for schedule(dynamic, 1)
+        for (long it = 0; it < items; it++) {
+            const int s = (int)(it % msplit);
+            const long q0 = it / msplit * chunk;
+            const int m0 = (int)((long)mp * s / msplit), m1 = (int)((long)mp * (s + 1) / msplit);
+            const int nc = total - q0 < chunk ? (int)(total - q0) : chunk;
+            const int npan = (nc + NR - 1) / NR;
+            chunk_tab_fill(g, &pd, q0, nc, npan, ct);
+            for (int gr = 0; gr < g->groups; gr++) {
+                const float *xg = xp + (size_t)gr * cg * pd.vol;
+                float *yg = y + (size_t)gr * og * p;
+                const float *ag = ap + (size_t)gr * mp * kg * MR;
+                for (int k0 = 0; k0 < kg; k0 += KC) {
+                    const int kc = kg - k0 < KC ? kg - k0 : KC;
+                    pack_cols(g, xg, ct, npan, off, k0, kc, bp);
+                    for (int ic = m0; ic < m1; ic += MCP) {
+                        const int ie = ic + MCP < m1 ? ic + MCP : m1;
+                        for (int jb = 0; jb < npan; jb++) {
+                            const int nv = nc - jb * NR < NR ? nc - jb * NR : NR;
+                            const float *bj = bp + (size_t)jb * kc * NR;
+                            const ptrdiff_t *cols = ct->cross[jb] ? ct->yoff + jb * NR : NULL;
+                            float *cj = yg + (cols ? 0 : ct->yoff[jb * NR]);
+                            for (int ir = ic; ir < ie; ir++) {
+                                const int mv = og - ir * MR < MR ? og - ir * MR : MR;
+                                const float *init =
+                                    k0 ? NULL : b ? b + (size_t)gr * og + (size_t)ir * MR : zeros;
+                                kernel_6x16(kc, ag + ((size_t)k0 * mp + (size_t)ir * kc) * MR, bj,
+                                            cj + (size_t)ir * MR * p, (size_t)p, init, mv, nv,
+                                            cols);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        free(ct);
+        free(bp);
+    }
+    free(xp - GUARD);
+    free(off);
+    return 1;
+}
