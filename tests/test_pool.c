@@ -318,6 +318,86 @@ START_TEST(max_ties_go_to_first)
 }
 END_TEST
 
+/* Wide rows, where the vectorised max pool (8 outputs at a time, AVX2)
+ * runs beside the scalar loop on the ragged ends and at padding: maxima and
+ * the gradient's routing against a plain loop, with values quantised so
+ * windows hold ties, and -inf and NaN sprinkled in. Under VT_NO_AVX2=1
+ * (the _portable test) the same cases check the scalar loop alone. */
+START_TEST(max_wide_rows_match_plain_loop)
+{
+    static const struct {
+        int x[5], k[3], s[3], p[3];
+    } cases[] = {
+        {{2, 3, 3, 5, 37}, {1, 2, 2}, {1, 2, 2}, {0, 0, 0}}, /* C3D pool1, gathers */
+        {{1, 2, 4, 6, 41}, {2, 3, 3}, {1, 1, 1}, {1, 1, 1}}, /* unit stride: loads */
+        {{1, 2, 3, 7, 45}, {1, 3, 3}, {1, 2, 2}, {0, 1, 1}}, /* stride 2, padding */
+    };
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    for (size_t q = 0; q < sizeof cases / sizeof cases[0]; q++) {
+        vt_ctx_reset(&c);
+        vt_tensor *x = vt_leaf(&c, 5, cases[q].x, 1);
+        vtt_fill(x->data, x->numel, 0, 1, 900 + q);
+        for (size_t i = 0; i < x->numel; i++) {
+            x->data[i] = floorf(x->data[i] * 6.0f); /* ties */
+            if (i % 97 == 5)
+                x->data[i] = -INFINITY;
+            if (i % 389 == 11)
+                x->data[i] = NAN;
+        }
+        vt_pool3d_args a = {{cases[q].k[0], cases[q].k[1], cases[q].k[2]},
+                            {cases[q].s[0], cases[q].s[1], cases[q].s[2]},
+                            {cases[q].p[0], cases[q].p[1], cases[q].p[2]}, 0};
+        vt_tensor *y = vt_maxpool3d(&c, x, &a);
+        float *gy = malloc(y->numel * sizeof *gy);
+        for (size_t i = 0; i < y->numel; i++)
+            gy[i] = (float)(i % 13 + 1);
+        vt_backward_seed(&c, y, gy);
+
+        const int T = x->shape[2], H = x->shape[3], W = x->shape[4];
+        const int To = y->shape[2], Ho = y->shape[3], Wo = y->shape[4];
+        float *gx = calloc(x->numel, sizeof *gx);
+        size_t o = 0;
+        for (int pl = 0; pl < x->shape[0] * x->shape[1]; pl++) {
+            const float *xp = x->data + (size_t)pl * T * H * W;
+            for (int ot = 0; ot < To; ot++)
+                for (int oh = 0; oh < Ho; oh++)
+                    for (int ow = 0; ow < Wo; ow++, o++) {
+                        int b0[3] = {ot * a.stride[0] - a.pad[0], oh * a.stride[1] - a.pad[1],
+                                     ow * a.stride[2] - a.pad[2]};
+                        float m = -INFINITY;
+                        long best = -1;
+                        for (int t = b0[0]; t < b0[0] + a.kernel[0]; t++)
+                            for (int h = b0[1]; h < b0[1] + a.kernel[1]; h++)
+                                for (int w = b0[2]; w < b0[2] + a.kernel[2]; w++) {
+                                    if (t < 0 || t >= T || h < 0 || h >= H || w < 0 || w >= W)
+                                        continue;
+                                    long i = ((long)t * H + h) * W + w;
+                                    if (best < 0) /* an all -inf window */
+                                        best = i;
+                                    if (xp[i] > m || isnan(xp[i])) {
+                                        m = xp[i];
+                                        best = i;
+                                    }
+                                }
+                        if (isnan(m))
+                            ck_assert_msg(isnan(y->data[o]), "case %zu out %zu: want NaN", q, o);
+                        else
+                            ck_assert_msg(y->data[o] == m, "case %zu out %zu: %g, want %g", q,
+                                          o, y->data[o], m);
+                        gx[(size_t)pl * T * H * W + best] += gy[o];
+                    }
+        }
+        ck_assert_mem_eq(x->grad, gx, x->numel * sizeof *gx);
+        printf("max pool wide rows case %zu: %zu outputs match (avx2 %s)\n", q, y->numel,
+               vt_cpu_avx2() ? "on" : "off");
+        free(gx);
+        free(gy);
+    }
+    vt_ctx_free(&c);
+}
+END_TEST
+
 /* Backward adds: two steps with the same input and seed leave twice the
  * gradient of one, for each kind of pool. */
 START_TEST(gradients_accumulate)
@@ -365,6 +445,7 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, bit_identical_across_threads);
     tcase_add_test(tc, eval_mode_records_nothing);
     tcase_add_test(tc, max_ties_go_to_first);
+    tcase_add_test(tc, max_wide_rows_match_plain_loop);
     tcase_add_test(tc, gradients_accumulate);
     suite_add_tcase(s, tc);
     return s;

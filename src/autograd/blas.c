@@ -3,6 +3,8 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 
 void vt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
               const float *a, int lda, const float *b, int ldb, float beta,
@@ -26,3 +28,15 @@ void vt_set_threads(int n)
 }
 
 int vt_get_threads(void) { return omp_get_max_threads(); }
+
+int vt_cpu_avx2(void)
+{
+    static int avx2 = -1;
+    if (avx2 < 0) {
+        const char *off = getenv("VT_NO_AVX2");
+        __builtin_cpu_init();
+        avx2 = !(off && *off && strcmp(off, "0")) && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma");
+    }
+    return avx2;
+}

@@ -36,15 +36,7 @@ enum {
     NC = 1024, /* positions per work item at most */
 };
 
-int vt_conv_igemm_supported(void)
-{
-    static int supported = -1;
-    if (supported < 0) {
-        __builtin_cpu_init();
-        supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return supported;
-}
+int vt_conv_igemm_supported(void) { return vt_cpu_avx2(); }
 
 #define VT_AVX2 __attribute__((target("avx2,fma")))
 

@@ -262,6 +262,10 @@ void vt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 /* Threads for the process: OpenMP and OpenBLAS alike. */
 void vt_set_threads(int n);
 int vt_get_threads(void);
+/* Whether this CPU runs AVX2 and FMA, which the hand-vectorised kernels
+ * (conv3d forward, max pooling) need; without them the portable loops run.
+ * VT_NO_AVX2=1 in the environment answers no, to test those loops. */
+int vt_cpu_avx2(void);
 
 /* ==== Op registry ====================================================== */
 
