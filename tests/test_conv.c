@@ -166,6 +166,11 @@ START_TEST(fast_matches_reference)
          * batch of 12 positions: channels split over threads; w stride 2
          * (the gather packing) with dilation */
         {{2, 12, 3, 4, 9}, {13, 12, 1, 5, 5}, {{1, 1, 2}, {0, 2, 2}, {1, 1, 2}, 1}, 1},
+        /* unit stride, 32+ input channels: the data gradient runs as a
+         * forward conv of gy (swapped, reversed weights, padding
+         * d*(k-1) - p: here 1, 2, 0 in t, h, w), alone and in 2 groups */
+        {{2, 36, 3, 6, 7}, {10, 36, 3, 3, 3}, {{1, 1, 1}, {1, 0, 2}, {1, 1, 1}, 1}, 1},
+        {{1, 64, 4, 5, 6}, {8, 32, 3, 2, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 2, 1}, 2}, 0},
     };
     vt_ctx c;
     vt_ctx_init(&c, 1);

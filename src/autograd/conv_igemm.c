@@ -326,8 +326,18 @@ static float *packed_weights(size_t n)
     return packed;
 }
 
+static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
+                         const float *b, float *y, int accumulate);
+
 int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                           const float *b, float *y)
+{
+    return igemm_forward(g, x, w, b, y, 0);
+}
+
+/* y = conv(x, w) + b, or y += conv(x, w) when accumulate (b then NULL). */
+static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
+                         const float *b, float *y, int accumulate)
 {
     if (!vt_conv_igemm_supported())
         return 0;
@@ -397,8 +407,9 @@ int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                             float *cj = yg + (cols ? 0 : ct->yoff[jb * NR]);
                             for (int ir = ic; ir < ie; ir++) {
                                 const int mv = og - ir * MR < MR ? og - ir * MR : MR;
-                                const float *init =
-                                    k0 ? NULL : b ? b + (size_t)gr * og + (size_t)ir * MR : zeros;
+                                const float *init = k0 || accumulate ? NULL
+                                                    : b ? b + (size_t)gr * og + (size_t)ir * MR
+                                                        : zeros;
                                 kernel_6x16(kc, ag + ((size_t)k0 * mp + (size_t)ir * kc) * MR, bj,
                                             cj + (size_t)ir * MR * p, (size_t)p, init, mv, nv,
                                             cols);
@@ -414,4 +425,139 @@ int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
     free(xp - GUARD);
     free(off);
     return 1;
+}
+
+/* ==== Backward, data: the column gradient =============================
+ *
+ * dcol (K x P) = W^T (K x O) . dy (O x P) per group, then col2vol (in
+ * op_conv3d.c). BLAS repacks W^T for every tile (7 MB for C3D's conv3b,
+ * a tile of ~300 positions); here it is packed once per call. */
+
+float *vt_conv_igemm_pack_wt(const vt_conv_geom *g, const float *w)
+{
+    if (!vt_conv_igemm_supported())
+        return NULL;
+    const int og = g->o / g->groups, kg = g->c / g->groups * g->kt * g->kh * g->kw;
+    const int mp = (kg + MR - 1) / MR;
+    float *wt = packed_weights((size_t)g->groups * mp * og * MR);
+    /* [group][block of KC filters][panel of MR taps][filter of the block][MR] */
+#pragma omp parallel for schedule(static) if ((size_t)g->o * kg > 65536 && !omp_in_parallel())
+    for (int q = 0; q < g->groups * mp; q++) {
+        const int gr = q / mp, ir = q % mp;
+        const int live = kg - ir * MR < MR ? kg - ir * MR : MR;
+        for (int o0 = 0; o0 < og; o0 += KC) {
+            const int oc = og - o0 < KC ? og - o0 : KC;
+            float *d = wt + (size_t)gr * mp * og * MR + ((size_t)o0 * mp + (size_t)ir * oc) * MR;
+            for (int o = o0; o < o0 + oc; o++, d += MR) {
+                const float *src = w + ((size_t)gr * og + o) * kg + (size_t)ir * MR;
+                for (int i = 0; i < MR; i++)
+                    d[i] = i < live ? src[i] : 0.0f;
+            }
+        }
+    }
+    return wt;
+}
+
+/* A thread's panel of dy (KC filters x NC positions), kept between calls:
+ * a tile's GEMM is one of many. */
+static _Thread_local float *dy_panel;
+
+VT_AVX2 static void pack_dy(const float *dy, size_t lddy, int kc, int nc, int npan,
+                            float *bp)
+{
+    for (int jb = 0; jb < npan; jb++) {
+        float *d = bp + (size_t)jb * kc * NR;
+        const int j0 = jb * NR, nv = nc - j0 < NR ? nc - j0 : NR;
+        for (int o = 0; o < kc; o++, d += NR) {
+            const float *s = dy + (size_t)o * lddy + j0;
+            if (nv == NR) {
+                _mm256_store_ps(d, _mm256_loadu_ps(s));
+                _mm256_store_ps(d + 8, _mm256_loadu_ps(s + 8));
+            } else {
+                for (int j = 0; j < NR; j++)
+                    d[j] = j < nv ? s[j] : 0.0f;
+            }
+        }
+    }
+}
+
+void vt_conv_igemm_dcol(const vt_conv_geom *g, const float *wt, int gr, int p_lo,
+                        int p_hi, const float *dy, size_t lddy, int nq, float *col,
+                        size_t ldcol)
+{
+    const int og = g->o / g->groups, kg = g->c / g->groups * g->kt * g->kh * g->kw;
+    const int mp = (kg + MR - 1) / MR;
+    const float *wg = wt + (size_t)gr * mp * og * MR;
+    if (!dy_panel)
+        dy_panel = xalloc((size_t)KC * NC * sizeof(float), "dy panel");
+    for (int p0 = 0; p0 < nq; p0 += NC) {
+        const int nc = nq - p0 < NC ? nq - p0 : NC, npan = (nc + NR - 1) / NR;
+        for (int o0 = 0; o0 < og; o0 += KC) {
+            const int oc = og - o0 < KC ? og - o0 : KC;
+            pack_dy(dy + (size_t)o0 * lddy + p0, lddy, oc, nc, npan, dy_panel);
+            for (int ic = p_lo; ic < p_hi; ic += MCP) {
+                const int ie = ic + MCP < p_hi ? ic + MCP : p_hi;
+                for (int jb = 0; jb < npan; jb++) {
+                    const int nv = nc - jb * NR < NR ? nc - jb * NR : NR;
+                    const float *bj = dy_panel + (size_t)jb * oc * NR;
+                    for (int ir = ic; ir < ie; ir++) {
+                        const int mv = kg - ir * MR < MR ? kg - ir * MR : MR;
+                        kernel_6x16(oc, wg + ((size_t)o0 * mp + (size_t)ir * oc) * MR, bj,
+                                    col + (size_t)ir * MR * ldcol + p0 + (size_t)jb * NR,
+                                    ldcol, o0 ? NULL : zeros, mv, nv, NULL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ==== Backward, data, unit stride: a forward convolution ===============
+ *
+ * With unit strides, gx[c, t] = sum over o, i of dy[o, t + p - i*d] *
+ * W[o, c, i] (one dimension shown) is itself a convolution: of dy, by the
+ * weights with filters and channels swapped and taps reversed, padded by
+ * d*(k-1) - p. So the forward kernel computes it, adding into gx, with no
+ * column buffer and no scatter. */
+int vt_conv_igemm_backward_data(const vt_conv_geom *g, const float *w, const float *gy,
+                                float *gx)
+{
+    /* Its output channels are the layer's input channels: with few (C3D's
+     * conv1a: 3) the 6-row micro-tiles run mostly empty, and the column
+     * route (vt_conv_igemm_dcol) is faster (conv1a: 63 vs 17 GFLOP/s). */
+    if (!vt_conv_igemm_supported() || g->st != 1 || g->sh != 1 || g->sw != 1 ||
+        g->c / g->groups < 32)
+        return 0;
+    vt_conv_geom b = *g;
+    b.c = g->o;
+    b.t = g->to;
+    b.h = g->ho;
+    b.w = g->wo;
+    b.o = g->c;
+    b.pt = g->dt * (g->kt - 1) - g->pt;
+    b.ph = g->dh * (g->kh - 1) - g->ph;
+    b.pw = g->dw * (g->kw - 1) - g->pw;
+    if (b.pt < 0 || b.ph < 0 || b.pw < 0)
+        return 0;
+    b.to = g->t;
+    b.ho = g->h;
+    b.wo = g->w;
+    const int og = g->o / g->groups, cg = g->c / g->groups;
+    const int kt = g->kt, kh = g->kh, kw = g->kw, kvol = kt * kh * kw;
+    const size_t n = (size_t)g->o * cg * kvol;
+    /* w' [gr*cg + c][o][taps reversed] = w [gr*og + o][c][taps] */
+    float *ws = xalloc(n * sizeof *ws, "swapped weights");
+#pragma omp parallel for schedule(static) if (n > 65536 && !omp_in_parallel())
+    for (int oc = 0; oc < g->c; oc++) {
+        const int gr = oc / cg, c = oc % cg;
+        for (int o = 0; o < og; o++) {
+            const float *src = w + (((size_t)gr * og + o) * cg + c) * kvol;
+            float *dst = ws + ((size_t)oc * og + o) * kvol;
+            for (int k = 0; k < kvol; k++)
+                dst[kvol - 1 - k] = src[k];
+        }
+    }
+    int done = igemm_forward(&b, gy, ws, NULL, gx, 1);
+    free(ws);
+    return done;
 }

@@ -355,8 +355,8 @@ static void forward_sample(const geom *g, const float *x, const float *w,
  * W^T . dy and scattered into gx. Either of gw, gx may be NULL. Pointwise
  * (col NULL): x and gx themselves are the (C x P) matrices. */
 static void backward_tile(const geom *g, const float *x, const float *w,
-                          const float *gy, float *gx, float *gw, float *col,
-                          int r0, int nr)
+                          const float *wt, const float *gy, float *gx, float *gw,
+                          float *col, int r0, int nr)
 {
     const int og = g->o / g->groups, cg = g->c / g->groups;
     const int kg = cg * g->kt * g->kh * g->kw;
@@ -374,6 +374,14 @@ static void backward_tile(const geom *g, const float *x, const float *w,
     }
     if (!gx)
         return;
+    if (wt && col) {
+        const int panels = (kg + VT_CONV_IGEMM_PANEL - 1) / VT_CONV_IGEMM_PANEL;
+        for (int gr = 0; gr < g->groups; gr++)
+            vt_conv_igemm_dcol(g, wt, gr, 0, panels, gy + (size_t)gr * og * p + off, (size_t)p,
+                               pt, col + (size_t)gr * kg * pt, (size_t)pt);
+        col2vol(g, col, r0, nr, gx);
+        return;
+    }
     for (int gr = 0; gr < g->groups; gr++)
         vt_sgemm(1, 0, kg, pt, og, 1.0f, w + (size_t)gr * og * kg, kg,
                  gy + (size_t)gr * og * p + off, p, col ? 0.0f : 1.0f,
@@ -391,7 +399,8 @@ static void backward_tile(const geom *g, const float *x, const float *w,
  * the partials are added in thread order: fixed for a given thread count,
  * no atomics. Costs (threads - 1) weight-sized buffers while it runs. */
 static void backward_threads(const geom *g, const float *x, const float *w,
-                             const float *gy, float *gx, float *gw, int rows)
+                             const float *wt, const float *gy, float *gx, float *gw,
+                             int rows)
 {
     const size_t xs = (size_t)g->c * g->t * g->h * g->w;
     const size_t ys = (size_t)g->o * g->to * g->ho * g->wo;
@@ -416,7 +425,7 @@ static void backward_threads(const geom *g, const float *x, const float *w,
             int t0 = gx ? 0 : (int)(it % ntiles), t1 = gx ? ntiles : t0 + 1;
             for (int ti = t0; ti < t1; ti++) {
                 int r0 = ti * rows, nr = nrows - r0 < rows ? nrows - r0 : rows;
-                backward_tile(g, x + (size_t)n * xs, w, gy + (size_t)n * ys,
+                backward_tile(g, x + (size_t)n * xs, w, wt, gy + (size_t)n * ys,
                               gx ? gx + (size_t)n * xs : NULL, gwt, col, r0, nr);
             }
         }
@@ -565,7 +574,7 @@ static void shared_forward(const geom *g, const float *x, const float *w,
 /* gw += dy . col^T split over output channels, then col = W^T . dy split
  * over col rows and scattered into gx split over input channels. */
 static void shared_backward(const geom *g, const float *x, const float *w,
-                            const float *gy, float *gx, float *gw)
+                            const float *wt, const float *gy, float *gx, float *gw)
 {
     shared_tile st = shared_tile_open(g);
     const int og = st.og, kg = st.kg, krows = st.krows, rows = st.rows, total = st.total;
@@ -597,7 +606,14 @@ static void shared_backward(const geom *g, const float *x, const float *w,
                 if (gw) {
 #pragma omp barrier
                 }
-                for (int gr = 0; gr < g->groups; gr++) {
+                for (int gr = 0; gr < g->groups && wt; gr++) {
+                    const int panels = (kg + VT_CONV_IGEMM_PANEL - 1) / VT_CONV_IGEMM_PANEL;
+                    vt_conv_igemm_dcol(g, wt, gr, (int)((long)panels * t / nt),
+                                       (int)((long)panels * (t + 1) / nt),
+                                       dy + (size_t)gr * og * nq, (size_t)nq, nq,
+                                       col + (size_t)gr * kg * nq, (size_t)nq);
+                }
+                for (int gr = 0; gr < g->groups && !wt; gr++) {
                     int lo, hi;
                     slice(kg, t, nt, &lo, &hi);
                     vt_sgemm(1, 0, hi - lo, nq, og, 1.0f,
@@ -687,25 +703,36 @@ static void conv_backward(const geom *g, const float *x, const float *w,
     }
     if (!gx && !gw)
         return;
+    /* The implicit-GEMM kernel, in AUTO and IGEMM (the forced BLAS paths
+     * keep BLAS throughout): with unit strides the data gradient is a
+     * forward convolution; else W^T is packed once for its column
+     * gradient. */
+    const int igemm = path_forced == VT_CONV_PATH_AUTO || path_forced == VT_CONV_PATH_IGEMM;
+    if (gx && igemm && !pointwise && vt_conv_igemm_backward_data(g, w, gy, gx)) {
+        gx = NULL;
+        if (!gw)
+            return;
+    }
+    const float *wt = gx && !pointwise && igemm ? vt_conv_igemm_pack_wt(g, w) : NULL;
     if (use_shared(g)) {
-        shared_backward(g, x, w, gy, gx, gw);
+        shared_backward(g, x, w, wt, gy, gx, gw);
         return;
     }
     if (gx ? sample_parallel(g) : big_enough(g)) {
-        backward_threads(g, x, w, gy, gx, gw, rows);
+        backward_threads(g, x, w, wt, gy, gx, gw, rows);
         return;
     }
     /* Samples do not share out (a batch of 1, say): the weight gradient
      * still splits over tiles, and the data gradient goes a sample at a time
      * with threads inside each GEMM, vol2col and col2vol. */
     if (gw && big_enough(g)) {
-        backward_threads(g, x, w, gy, NULL, gw, rows);
+        backward_threads(g, x, w, NULL, gy, NULL, gw, rows);
         gw = NULL;
     }
     float *col = pointwise ? NULL : col_alloc(g, rows);
     for (int n = 0; n < g->n; n++)
         for (int r0 = 0; r0 < nrows; r0 += rows)
-            backward_tile(g, x + (size_t)n * xs, w, gy + (size_t)n * ys,
+            backward_tile(g, x + (size_t)n * xs, w, NULL, gy + (size_t)n * ys,
                           gx ? gx + (size_t)n * xs : NULL, gw, col, r0,
                           nrows - r0 < rows ? nrows - r0 : rows);
     free(col);

@@ -42,6 +42,22 @@ typedef struct {
  * (the caller then takes the BLAS paths). */
 int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                           const float *b, float *y);
+/* gx += the data gradient, for unit strides only (else returns 0, having
+ * done nothing): a forward convolution of gy by the swapped, reversed
+ * weights, on the kernel above. */
+int vt_conv_igemm_backward_data(const vt_conv_geom *g, const float *w, const float *gy,
+                                float *gx);
+/* Backward-data with the same kernel: W^T packed once per call (NULL when
+ * this CPU lacks AVX2/FMA; the buffer is the calling thread's, valid until
+ * its next igemm call), then per tile col rows = W^T . dy for the tap
+ * panels [p_lo, p_hi) of group gr (panels of 6 taps: rows 6*p_lo up to
+ * min(6*p_hi, K)); dy is (O/groups x nq) with row stride lddy, col row
+ * stride ldcol. Overwrites those rows of col. */
+float *vt_conv_igemm_pack_wt(const vt_conv_geom *g, const float *w);
+void vt_conv_igemm_dcol(const vt_conv_geom *g, const float *wt, int gr, int p_lo,
+                        int p_hi, const float *dy, size_t lddy, int nq, float *col,
+                        size_t ldcol);
+#define VT_CONV_IGEMM_PANEL 6
 /* Whether this CPU runs the kernel above. */
 int vt_conv_igemm_supported(void);
 
