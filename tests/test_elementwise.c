@@ -60,6 +60,41 @@ START_TEST(gradcheck_activations)
 }
 END_TEST
 
+/* relu's vectorised words and scalar tail against the plain definition,
+ * over special values: y = x > 0 ? x : 0 (NaN and -0 give +0), and the
+ * gradient flows where y > 0, added to what is there. 100 elements: 3 whole mask words and a tail. */
+START_TEST(relu_special_values)
+{
+    float gy[100];
+    vtt_fill(gy, 100, -1, 1, 78);
+    for (int pass = 0; pass < 2; pass++) {
+        vt_ctx c;
+        vt_ctx_init(&c, 1);
+        vt_tensor *x = vtt_rand(&c, VTT_SHAPE(4, 25), -2, 2, 77, 1);
+        const float special[] = {NAN, -0.0f, 0.0f, INFINITY, -INFINITY, 1e-30f, -1e-30f};
+        for (size_t i = 0; i < x->numel; i += 9)
+            x->data[i] = special[(i / 9) % 7];
+        /* pass 1: a gradient already there, which backward adds to */
+        float *g0 = pass ? vt_grad(&c, x) : NULL;
+        for (size_t i = 0; pass && i < 100; i++)
+            g0[i] = 0.5f;
+        vt_tensor *y = vt_relu(&c, x);
+        for (size_t i = 0; i < 100; i++) {
+            float want = x->data[i] > 0.0f ? x->data[i] : 0.0f;
+            ck_assert_msg(memcmp(&y->data[i], &want, sizeof want) == 0,
+                          "relu(%g) = %g at %zu", x->data[i], y->data[i], i);
+        }
+        vt_backward_seed(&c, y, gy);
+        for (size_t i = 0; i < 100; i++) {
+            float want = (pass ? 0.5f : 0.0f) + (x->data[i] > 0.0f ? gy[i] : 0.0f);
+            ck_assert_msg(x->grad[i] == want, "pass %d: grad %g, want %g at %zu", pass,
+                          x->grad[i], want, i);
+        }
+        vt_ctx_free(&c);
+    }
+}
+END_TEST
+
 START_TEST(gradcheck_dropout)
 {
     vt_ctx c;
@@ -114,6 +149,7 @@ static Suite *elementwise_suite(void)
     Suite *s = suite_create("elementwise");
     TCase *tc = tcase_create("elementwise");
     tcase_add_test(tc, gradcheck_activations);
+    tcase_add_test(tc, relu_special_values);
     tcase_add_test(tc, gradcheck_dropout);
     tcase_add_test(tc, dropout_semantics);
     suite_add_tcase(s, tc);
