@@ -65,11 +65,7 @@ VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c
     }
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
            c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    /* The next weight micro-panel follows this one; on its first use in a
-     * K block it comes from memory, so fetch it while this one computes. */
-    const float *an = a + (size_t)kc * MR;
     for (int k = 0; k < kc; k++) {
-        _mm_prefetch((const char *)(an + (size_t)k * MR), _MM_HINT_T1);
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         __m256 a0 = _mm256_broadcast_ss(a), a1 = _mm256_broadcast_ss(a + 1);
         c00 = _mm256_fmadd_ps(a0, b0, c00);
