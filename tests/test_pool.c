@@ -328,9 +328,10 @@ START_TEST(max_wide_rows_match_plain_loop)
     static const struct {
         int x[5], k[3], s[3], p[3];
     } cases[] = {
-        {{2, 3, 3, 5, 37}, {1, 2, 2}, {1, 2, 2}, {0, 0, 0}}, /* C3D pool1, gathers */
+        {{2, 3, 3, 5, 37}, {1, 2, 2}, {1, 2, 2}, {0, 0, 0}}, /* C3D pool1: shuffles */
         {{1, 2, 4, 6, 41}, {2, 3, 3}, {1, 1, 1}, {1, 1, 1}}, /* unit stride: loads */
         {{1, 2, 3, 7, 45}, {1, 3, 3}, {1, 2, 2}, {0, 1, 1}}, /* stride 2, padding */
+        {{1, 2, 4, 5, 40}, {2, 2, 2}, {2, 2, 2}, {0, 1, 1}}, /* C3D pool5: shuffles, padding */
     };
     vt_ctx c;
     vt_ctx_init(&c, 1);

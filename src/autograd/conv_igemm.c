@@ -32,7 +32,7 @@ enum {
     MR = 6,    /* output channels per micro-tile */
     NR = 16,   /* output positions per micro-tile (two ymm) */
     KC = 256,  /* taps per K block: a 16 KB column micro-panel fits L1 */
-    MCP = 16,  /* weight micro-panels per MC block: 96 x KC = 96 KB, L2 */
+    MCP = 24,  /* weight micro-panels per MC block at most: 144 x KC = 144 KB, L2 */
     NC = 1024, /* positions per work item at most */
 };
 
@@ -125,6 +125,15 @@ VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c
             *e = (init ? init[i] : *e) + t[i * NR + j];
         }
     }
+}
+
+/* Weight panels per MC block: blocks of equal size, at most MCP, so a
+ * column micro-panel is not fetched again for a short last block (128
+ * filters: one block of 22 panels, not 16 + 6). */
+static int mc_panels(int panels)
+{
+    int blocks = (panels + MCP - 1) / MCP;
+    return blocks ? (panels + blocks - 1) / blocks : 1;
 }
 
 /* The input, zero-padded on every side by the conv's padding, with GUARD
@@ -394,8 +403,9 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                 for (int k0 = 0; k0 < kg; k0 += KC) {
                     const int kc = kg - k0 < KC ? kg - k0 : KC;
                     pack_cols(g, xg, ct, npan, off, k0, kc, bp);
-                    for (int ic = m0; ic < m1; ic += MCP) {
-                        const int ie = ic + MCP < m1 ? ic + MCP : m1;
+                    const int mcp = mc_panels(m1 - m0);
+                    for (int ic = m0; ic < m1; ic += mcp) {
+                        const int ie = ic + mcp < m1 ? ic + mcp : m1;
                         for (int jb = 0; jb < npan; jb++) {
                             const int nv = nc - jb * NR < NR ? nc - jb * NR : NR;
                             const float *bj = bp + (size_t)jb * kc * NR;
@@ -491,8 +501,9 @@ void vt_conv_igemm_dcol(const vt_conv_geom *g, const float *wt, int gr, int p_lo
         for (int o0 = 0; o0 < og; o0 += KC) {
             const int oc = og - o0 < KC ? og - o0 : KC;
             pack_dy(dy + (size_t)o0 * lddy + p0, lddy, oc, nc, npan, dy_panel);
-            for (int ic = p_lo; ic < p_hi; ic += MCP) {
-                const int ie = ic + MCP < p_hi ? ic + MCP : p_hi;
+            const int mcp = mc_panels(p_hi - p_lo);
+            for (int ic = p_lo; ic < p_hi; ic += mcp) {
+                const int ie = ic + mcp < p_hi ? ic + mcp : p_hi;
                 for (int jb = 0; jb < npan; jb++) {
                     const int nv = nc - jb * NR < NR ? nc - jb * NR : NR;
                     const float *bj = dy_panel + (size_t)jb * oc * NR;

@@ -157,18 +157,42 @@ maxpool_span8(const pool_geom *g, const float *xp, int t0, int t1, int h0, int h
         const __m256i wv = _mm256_add_epi32(lane, _mm256_set1_epi32(ow * sw - g->p[2]));
         __m256 m = _mm256_set1_ps(-INFINITY);
         __m256i best = _mm256_add_epi32(wv, _mm256_set1_epi32((t0 * H + h0) * W));
+#define TAKE(v, idx)                                                                  \
+    do {                                                                              \
+        __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ),                   \
+                                   _mm256_cmp_ps(v, v, _CMP_UNORD_Q));                \
+        m = _mm256_blendv_ps(m, v, take);                                             \
+        best = _mm256_castps_si256(                                                   \
+            _mm256_blendv_ps(_mm256_castsi256_ps(best), _mm256_castsi256_ps(idx), take)); \
+    } while (0)
+        if (sw == 2 && kw == 2) {
+            /* C3D's pools: the even and odd columns of 16 floats, by
+             * shuffles rather than gathers */
+            for (int t = t0; t < t1; t++)
+                for (int h = h0; h < h1; h++) {
+                    const int row = (t * H + h) * W;
+                    const float *r = xp + row + ow * 2 - g->p[2];
+                    __m256 a = _mm256_loadu_ps(r), b = _mm256_loadu_ps(r + 8);
+                    __m256 ev = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                        _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+                    __m256 od = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                        _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+                    __m256i idx = _mm256_add_epi32(wv, _mm256_set1_epi32(row));
+                    TAKE(ev, idx);
+                    TAKE(od, _mm256_add_epi32(idx, _mm256_set1_epi32(1)));
+                }
+            goto store;
+        }
         for (int t = t0; t < t1; t++)
             for (int h = h0; h < h1; h++)
                 for (int l = 0; l < kw; l++) {
                     __m256i idx = _mm256_add_epi32(wv, _mm256_set1_epi32((t * H + h) * W + l));
                     __m256 v = sw == 1 ? _mm256_loadu_ps(xp + (t * H + h) * W + ow - g->p[2] + l)
                                        : _mm256_i32gather_ps(xp, idx, 4);
-                    __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ),
-                                               _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-                    m = _mm256_blendv_ps(m, v, take);
-                    best = _mm256_castps_si256(_mm256_blendv_ps(
-                        _mm256_castsi256_ps(best), _mm256_castsi256_ps(idx), take));
+                    TAKE(v, idx);
                 }
+#undef TAKE
+    store:
         _mm256_storeu_ps(yp + ow, m);
         if (ap)
             _mm256_storeu_si256((__m256i *)(ap + ow), best);
