@@ -10,7 +10,7 @@
  *
  * Every loop runs over channels with a fixed order inside a channel, so the
  * statistics and the gamma/beta gradients are bit-identical whatever the
- * thread count. Sums are accumulated in double.
+ * thread count. Sums are accumulated in double (acc_* below).
  */
 #include "vt_ops.h"
 
@@ -45,6 +45,65 @@ static bn_view make_view(const vt_tensor *x, int axis)
     return v;
 }
 
+/* Sums in double over a channel's values, in BN_LANES interleaved partial
+ * sums added up in a fixed order at the end: a single running sum is a
+ * chain of dependent double adds (4 cycles an element), these vectorise.
+ * The order depends only on the shape, never on threads or the CPU. */
+#define BN_LANES 8
+typedef struct {
+    double a[BN_LANES];
+} bn_acc;
+
+static double acc_total(const bn_acc *s)
+{
+    double h[4];
+    for (int l = 0; l < 4; l++)
+        h[l] = s->a[l] + s->a[l + 4];
+    return (h[0] + h[2]) + (h[1] + h[3]);
+}
+
+static void acc_sum(bn_acc *s, const float *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int l = 0; l < BN_LANES; l++)
+            s->a[l] += p[i + l];
+    for (int l = 0; i < n; i++, l++)
+        s->a[l] += p[i];
+}
+
+static void acc_sqdev(bn_acc *s, const float *p, size_t n, double mu)
+{
+    size_t i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int l = 0; l < BN_LANES; l++) {
+            double d = p[i + l] - mu;
+            s->a[l] += d * d;
+        }
+    for (int l = 0; i < n; i++, l++) {
+        double d = p[i] - mu;
+        s->a[l] += d * d;
+    }
+}
+
+/* sum(g) into sg, sum(g * xhat) into sgx, xhat = (x - mu) * is in float */
+static void acc_grad(bn_acc *sg, bn_acc *sgx, const float *g, const float *x, size_t n,
+                     float mu, float is)
+{
+    size_t i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int l = 0; l < BN_LANES; l++) {
+            double gv = g[i + l];
+            sg->a[l] += gv;
+            sgx->a[l] += gv * (double)((x[i + l] - mu) * is);
+        }
+    for (int l = 0; i < n; i++, l++) {
+        double gv = g[i];
+        sg->a[l] += gv;
+        sgx->a[l] += gv * (double)((x[i] - mu) * is);
+    }
+}
+
 /* Element j of channel ch's (outer * inner) values. */
 #define BN_AT(p, v, ch, o, i) ((p)[((o) * (size_t)(v).C + (size_t)(ch)) * (v).inner + (i)])
 
@@ -71,13 +130,11 @@ static void bn_backward(vt_ctx *c, vt_node *nd)
         const float mu = s->mean[ch], is = s->invstd[ch];
         /* sum(gy) and sum(gy * xhat): gradients of beta and gamma, and the
          * two projections the training-mode x gradient removes. */
-        double sg = 0, sgx = 0;
+        bn_acc ag = {{0}}, agx = {{0}};
         for (size_t o = 0; o < v.outer; o++)
-            for (size_t i = 0; i < v.inner; i++) {
-                double g = BN_AT(gy, v, ch, o, i);
-                sg += g;
-                sgx += g * (double)((BN_AT(xv, v, ch, o, i) - mu) * is);
-            }
+            acc_grad(&ag, &agx, &BN_AT(gy, v, ch, o, 0), &BN_AT(xv, v, ch, o, 0), v.inner,
+                     mu, is);
+        const double sg = acc_total(&ag), sgx = acc_total(&agx);
         if (gb)
             gb[ch] += (float)sg;
         if (gg)
@@ -133,19 +190,15 @@ vt_tensor *vt_batchnorm(vt_ctx *c, vt_tensor *x, int axis, vt_tensor *gamma,
     for (int ch = 0; ch < v.C; ch++) {
         float mu, is;
         if (batch_stats) {
-            double s = 0;
+            bn_acc as = {{0}}, ass = {{0}};
             for (size_t o = 0; o < v.outer; o++)
-                for (size_t i = 0; i < v.inner; i++)
-                    s += BN_AT(xv, v, ch, o, i);
-            const double dmu = s / (double)m;
+                acc_sum(&as, &BN_AT(xv, v, ch, o, 0), v.inner);
+            const double dmu = acc_total(&as) / (double)m;
             /* Two passes: the one-pass E[x^2] - E[x]^2 cancels badly when
              * |mean| >> std. */
-            double ss = 0;
             for (size_t o = 0; o < v.outer; o++)
-                for (size_t i = 0; i < v.inner; i++) {
-                    double d = BN_AT(xv, v, ch, o, i) - dmu;
-                    ss += d * d;
-                }
+                acc_sqdev(&ass, &BN_AT(xv, v, ch, o, 0), v.inner, dmu);
+            const double ss = acc_total(&ass);
             mu = (float)dmu;
             is = (float)(1.0 / sqrt(ss / (double)m + eps));
             if (running_mean && c->training) {
