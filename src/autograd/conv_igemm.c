@@ -138,10 +138,10 @@ static int mc_panels(int panels)
 
 /* The input, zero-padded on every side by the conv's padding, with GUARD
  * zero floats before and after: every tap of every window then lies
- * inside it, so packing needs no bounds checks, and a micro-panel's
- * 16-float loads (which may start up to 15 floats before a segment) stay
- * inside the allocation. */
-enum { GUARD = NR };
+ * inside it, so packing needs no bounds checks, and a micro-panel's loads
+ * (16 floats, 32 at w stride 2, which may start up to 15 or 30 floats
+ * before a segment) stay inside the allocation. */
+enum { GUARD = 2 * NR };
 
 typedef struct {
     int tp, hp, wp; /* padded extents */
@@ -193,14 +193,14 @@ static float *pad_input(const vt_conv_geom *g, const float *x, const padded *pd)
  * layer with small maps (C3D's conv5: 98 a sample) still gets wide chunks
  * and reads its weights once per chunk, not once per sample. Each
  * micro-panel of 16 positions is a few segments, runs of positions whose
- * windows are consecutive in the padded input (unit w stride): one output
- * row, or the end of one and the start of the next. */
+ * windows are sw apart in the padded input: one output row, or the end of
+ * one and the start of the next. */
 typedef struct {
     _Alignas(32) int org[NC];     /* window origin in the padded input */
     ptrdiff_t yoff[NC];           /* the position's element of y's first channel */
     unsigned char cross[NC / NR]; /* micro-panel spans two samples */
     int seg0[NC / NR + 1];        /* segments of panel jb: seg0[jb] .. seg0[jb+1] */
-    int soff[NC];                 /* segment: org of its lane 0 (first - j0) */
+    int soff[NC];                 /* segment: org of its lane 0 (first - j0 * sw) */
     _Alignas(32) int smask[NC][NR]; /* segment: its lanes, -1 / 0 */
 } chunk_tab;
 
@@ -230,8 +230,8 @@ static void chunk_tab_fill(const vt_conv_geom *g, const padded *pd, long q0, int
         ct->yoff[j] = (ptrdiff_t)((size_t)n * ys) + pp;
         if (l == NR - 1 || j == nc - 1)
             ct->cross[j / NR] = n != n0;
-        if (l == 0 || ct->org[j] != ct->org[j - 1] + 1) {
-            ct->soff[ns] = ct->org[j] - l;
+        if (l == 0 || ct->org[j] != ct->org[j - 1] + g->sw) {
+            ct->soff[ns] = ct->org[j] - l * g->sw;
             memset(ct->smask[ns], 0, sizeof ct->smask[ns]);
             ns++;
         }
@@ -252,8 +252,32 @@ VT_AVX2 static void pack_cols(const vt_conv_geom *g, const float *xg,
     for (int jb = 0; jb < npan; jb++) {
         float *dst = bp + (size_t)jb * kc * NR;
         const int s0 = ct->seg0[jb], s1 = ct->seg0[jb + 1];
+        if (g->sw == 2) {
+            /* every other float of 32: even lanes by shuffles (ConvLSTM's
+             * 7x7 stride-2 stem), then the segments' lanes blended */
+            for (int k = k0; k < k0 + kc; k++, dst += NR) {
+                __m256 va = zero, vb = zero;
+                for (int sg = s0; sg < s1; sg++) {
+                    const float *src = xg + ct->soff[sg] + off[k];
+                    __m256 e0 = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                        _mm256_castps_pd(_mm256_shuffle_ps(_mm256_loadu_ps(src),
+                                                           _mm256_loadu_ps(src + 8), 0x88)),
+                        0xD8));
+                    __m256 e1 = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                        _mm256_castps_pd(_mm256_shuffle_ps(_mm256_loadu_ps(src + 16),
+                                                           _mm256_loadu_ps(src + 24), 0x88)),
+                        0xD8));
+                    va = _mm256_blendv_ps(va, e0, _mm256_load_ps((const float *)ct->smask[sg]));
+                    vb = _mm256_blendv_ps(vb, e1,
+                                          _mm256_load_ps((const float *)ct->smask[sg] + 8));
+                }
+                _mm256_store_ps(dst, va);
+                _mm256_store_ps(dst + 8, vb);
+            }
+            continue;
+        }
         if (g->sw != 1) {
-            /* strided windows: a gather per half, every lane in bounds */
+            /* wider strides: a gather per half, every lane in bounds */
             const int *o = ct->org + jb * NR;
             const __m256i ia = _mm256_load_si256((const __m256i *)o),
                           ib = _mm256_load_si256((const __m256i *)(o + 8));
