@@ -7,9 +7,16 @@ share of this machine's measured FMA peak, peak RSS and the speed ratio
 vtrain/PyTorch (> 1: vtrain is faster).
 
     /usr/bin/python3 benchmarks/run.py [--build build] [--reps 5] [--quick]
+                                       [--rounds N] [--only SUBSTRING]
 
---quick skips the C3D rows (minutes each on 2 cores).
+--quick skips the C3D rows (minutes each on 2 cores). --rounds N runs each
+model and op row N times, vtrain and PyTorch alternating, prints every
+round and then the median time of each side and the median of the
+per-round ratios: on a machine whose speed drifts (a shared VM) a single
+pair of runs can catch one side in a slow phase. --only keeps the rows
+whose name contains SUBSTRING (and skips the per-layer table).
 """
+import statistics
 import argparse
 import os
 import platform
@@ -45,6 +52,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(root, "build"))
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--only", default=None)
     a = ap.parse_args()
     bm = os.path.join(a.build, "benchmarks")
     py = sys.executable
@@ -56,15 +65,28 @@ def main():
     print(hdr)
     print("-" * len(hdr))
 
-    def row(name, threads, clips, vt_cmd, pt_cmd):
-        vt = result(vt_cmd + ["--threads", str(threads), "--reps", str(a.reps)])
-        pt = result([py] + pt_cmd + ["--threads", str(threads), "--reps", str(a.reps)])
+    def line(name, threads, clips, vt, pt, ratio):
         cells = []
         for t, rss, flops in (vt, pt):
             gf = flops / t * 1e-9
             cells.append("%9.1f %8s %7.1f %5.0f %7.0f" % (t * 1e3, "%.2f" % (clips / t) if clips else "-",
                                                            gf, 100 * gf / peak[threads], rss))
-        print("%-34s %3d | %s | %s | %5.2f" % (name, threads, cells[0], cells[1], pt[0] / vt[0]), flush=True)
+        print("%-34s %3d | %s | %s | %5.2f" % (name, threads, cells[0], cells[1], ratio), flush=True)
+
+    def row(name, threads, clips, vt_cmd, pt_cmd):
+        if a.only and a.only not in name:
+            return
+        runs = []
+        for r in range(a.rounds):
+            vt = result(vt_cmd + ["--threads", str(threads), "--reps", str(a.reps)])
+            pt = result([py] + pt_cmd + ["--threads", str(threads), "--reps", str(a.reps)])
+            runs.append((vt, pt))
+            label = name if a.rounds == 1 else "%s [round %d]" % (name, r + 1)
+            line(label, threads, clips, vt, pt, pt[0] / vt[0])
+        if a.rounds > 1:
+            med = lambda side: [statistics.median(x[side][k] for x in runs) for k in range(3)]
+            ratio = statistics.median(x[1][0] / x[0][0] for x in runs)
+            line("%s [median of %d]" % (name, a.rounds), threads, clips, med(0), med(1), ratio)
 
     bmodel = [os.path.join(bm, "bench_model")]
     tmodel = [os.path.join(here, "bench_model_torch.py")]
@@ -89,6 +111,8 @@ def main():
                      ("optim", "SGD momentum step, 78.4 M params")):
         row(name, 2, 0, bmodel + ["--op", op], tmodel + ["--op", op])
     # Per-layer conv and LSTM rows: bench_ops / bench_ops_torch.py, side by side.
+    if a.only:
+        return
     print("\n# C3D conv layers (batch 2) and LSTM 512->512 (batch 8), 2 threads:")
     subprocess.run([py, os.path.join(here, "compare.py"), "--build", a.build, "--threads", "2",
                     "--reps", str(a.reps)], check=True)
