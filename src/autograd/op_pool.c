@@ -187,8 +187,19 @@ maxpool_span8(const pool_geom *g, const float *xp, int t0, int t1, int h0, int h
             for (int h = h0; h < h1; h++)
                 for (int l = 0; l < kw; l++) {
                     __m256i idx = _mm256_add_epi32(wv, _mm256_set1_epi32((t * H + h) * W + l));
-                    __m256 v = sw == 1 ? _mm256_loadu_ps(xp + (t * H + h) * W + ow - g->p[2] + l)
-                                       : _mm256_i32gather_ps(xp, idx, 4);
+                    const float *r = xp + (t * H + h) * W + ow * sw - g->p[2] + l;
+                    __m256 v;
+                    if (sw == 1)
+                        v = _mm256_loadu_ps(r);
+                    else if (sw == 2 && ow + 9 <= ow1)
+                        /* the even floats of r[0..15]; r[15] lies in the
+                         * window of output ow + 8, still inside the row */
+                        v = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                            _mm256_castps_pd(_mm256_shuffle_ps(_mm256_loadu_ps(r),
+                                                               _mm256_loadu_ps(r + 8), 0x88)),
+                            0xD8));
+                    else
+                        v = _mm256_i32gather_ps(xp, idx, 4);
                     TAKE(v, idx);
                 }
 #undef TAKE
