@@ -1,19 +1,22 @@
-/* conv_igemm.c - implicit-GEMM convolution forward for AVX2+FMA CPUs.
+/* conv_igemm.c - implicit-GEMM convolution on AVX2+FMA CPUs: the forward,
+ * and the data gradient (as a forward convolution of dy, or through a
+ * column buffer with W^T packed once).
  *
  * Why not vol2col + OpenBLAS: that route writes a column matrix (K x P,
  * 173 MB a sample for C3D's conv3b), reads it back to pack it, and repacks
  * the weights for every tile; on C3D's layers the conv then ran at 60-65
  * GFLOP per CPU-second where the same GEMM alone runs at 82-88 (see
  * docs/performance.md). Here the weights are packed once per call, the
- * columns are packed straight from x into the micro-kernel's panel layout
- * (16 positions x KC taps, a few hundred KB), and the bias goes into the
- * first K block's store.
+ * columns are packed straight from a zero-padded copy of x into the
+ * micro-kernel's panel layout (16 positions x KC taps, a few hundred KB),
+ * and the bias goes into the first K block's store.
  *
- * Blocking (BLIS order): a work item is one chunk of up to NC output
- * positions of one sample; for each KC block of taps the chunk's columns
- * are packed (L2/L3), then for each MC block of output channels (its packed
- * weights stay in L2) every 16-position micro-panel (L1) meets every
- * 6-channel weight micro-panel in the 6x16 register kernel.
+ * Blocking (BLIS order): a work item is a chunk of up to NC output
+ * positions counted across the batch, and a share of the output channels
+ * when chunks are fewer than threads; for each KC block of taps the chunk's
+ * columns are packed (L2/L3), then for each MC block of output channels
+ * (its packed weights stay in L2) every 16-position micro-panel (L1) meets
+ * every 6-channel weight micro-panel in the 6x16 register kernel.
  *
  * Determinism: each output element is bias + the sum over KC blocks, in
  * order, of one FMA chain over the block's taps, whatever the chunk, the
@@ -50,9 +53,9 @@ static void *xalloc(size_t bytes, const char *what)
 
 /* c (mv x nv, row stride ldc) = init + A.B, or += A.B when init is NULL;
  * a is kc x MR (tap-major), b kc x NR. Column j is c[j], or c[cols[j]]
- * when cols is given (a micro-tile that spans two samples). The edge path adds the same two
- * numbers as the full one, so an element's value never depends on whether
- * its micro-tile was ragged. */
+ * when cols is given (a micro-tile that spans two samples). The edge path
+ * adds the same two numbers as the full one, so an element's value never
+ * depends on whether its micro-tile was ragged. */
 VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c,
                                 size_t ldc, const float *init, int mv, int nv,
                                 const ptrdiff_t *cols)
@@ -317,7 +320,7 @@ VT_AVX2 static void pack_cols(const vt_conv_geom *g, const float *xg,
 static void pack_weights(const float *w, int groups, int og, int kg, int mp,
                          float *ap)
 {
-#pragma omp parallel for schedule(static) if ((size_t)groups * og * kg > 65536)
+#pragma omp parallel for schedule(static) if ((size_t)groups * og * kg > 65536 && !omp_in_parallel())
     for (int q = 0; q < groups * mp; q++) {
         const int gr = q / mp, ir = q % mp;
         float *dg = ap + (size_t)gr * mp * kg * MR;
@@ -340,8 +343,9 @@ static void pack_weights(const float *w, int groups, int og, int kg, int mp,
 static const float zeros[MR];
 
 /* The packed weights' buffer is kept between calls: C3D's are up to 28 MB,
- * and a fresh allocation each call costs its page faults again (measured
- * 2% of conv5a's forward). One per thread, as ops may run inside a parallel region. */
+ * and a fresh allocation each call pays its page faults again (with the
+ * old packing loop, packing and faults were 15% of conv5a's forward). One
+ * per thread, as ops may run inside a parallel region. */
 static _Thread_local float *packed;
 static _Thread_local size_t packed_cap;
 

@@ -30,6 +30,12 @@
  * samples, with each GEMM split over output rows; no weight-gradient
  * partials. The rest take per-thread tiles as follows.
  *
+ * On CPUs with AVX2+FMA (vt_cpu_avx2) the forward, and the data gradient
+ * of unit-stride layers, run instead on the implicit-GEMM kernel of
+ * conv_igemm.c (no column matrix); other data gradients use its kernel for
+ * the W^T . dy GEMM of the paths below. The weight gradient always takes
+ * the paths below. vt_conv_set_path (op_conv3d_internal.h) forces one.
+ *
  * Threads: forward and backward run a sample per thread when the batch
  * shares out evenly (see sample_parallel), each GEMM single-threaded. Else
  * a sample at a time with OpenBLAS threading each GEMM, vol2col parallel
@@ -713,12 +719,16 @@ static void conv_backward(const geom *g, const float *x, const float *w,
         if (!gw)
             return;
     }
-    const float *wt = gx && !pointwise && igemm ? vt_conv_igemm_pack_wt(g, w) : NULL;
-    if (use_shared(g)) {
+    /* packed only for the two paths that use it (not the batch-of-1 one) */
+    const int shared = use_shared(g), threaded = gx ? sample_parallel(g) : big_enough(g);
+    const float *wt = gx && !pointwise && igemm && (shared || threaded)
+                          ? vt_conv_igemm_pack_wt(g, w)
+                          : NULL;
+    if (shared) {
         shared_backward(g, x, w, wt, gy, gx, gw);
         return;
     }
-    if (gx ? sample_parallel(g) : big_enough(g)) {
+    if (threaded) {
         backward_threads(g, x, w, wt, gy, gx, gw, rows);
         return;
     }
