@@ -63,6 +63,24 @@ VT_AVX2 static void relu_back_words(const uint32_t *mask, const float *gy, float
  * element count in scope. */
 #define RELU_WORDS_FOR _Pragma("omp parallel for schedule(static) if (n > 32768)")
 
+/* gx = 0 + (on ? gy : 0) when first (gx may be gy), else gx += (on ? gy : 0):
+ * whole mask words vectorised where the CPU can, the rest scalar. */
+static void relu_back(const uint32_t *mask, const float *gy, float *gx, size_t n, int first)
+{
+    size_t i0 = 0;
+    if (vt_cpu_avx2()) {
+        const size_t nw = n / 32;
+        RELU_WORDS_FOR
+        for (size_t w = 0; w < nw; w += 64)
+            relu_back_words(mask, gy, gx, first, w, w + 64 < nw ? w + 64 : nw);
+        i0 = 32 * nw;
+    }
+    PAR_FOR
+    for (size_t i = i0; i < n; i++)
+        gx[i] = first ? (RELU_ON(mask, i) ? 0.0f + gy[i] : 0.0f)
+                      : gx[i] + (RELU_ON(mask, i) ? gy[i] : 0.0f);
+}
+
 static void relu_backward(vt_ctx *c, vt_node *nd)
 {
     vt_tensor *x = nd->in[0], *y = nd->out[0];
@@ -78,32 +96,10 @@ static void relu_backward(vt_ctx *c, vt_node *nd)
         float *g = y->grad;
         y->grad = NULL;
         x->grad = g;
-        size_t i0 = 0;
-        if (vt_cpu_avx2()) {
-            const size_t nw = n / 32;
-            RELU_WORDS_FOR
-            for (size_t w = 0; w < nw; w += 64)
-                relu_back_words(mask, g, g, 1, w, w + 64 < nw ? w + 64 : nw);
-            i0 = 32 * nw;
-        }
-        PAR_FOR
-        for (size_t i = i0; i < n; i++)
-            g[i] = RELU_ON(mask, i) ? 0.0f + g[i] : 0.0f;
+        relu_back(mask, g, g, n, 1);
         return;
     }
-    float *gx = vt_grad(c, x);
-    const float *gy = y->grad;
-    size_t i0 = 0;
-    if (vt_cpu_avx2()) {
-        const size_t nw = n / 32;
-        RELU_WORDS_FOR
-        for (size_t w = 0; w < nw; w += 64)
-            relu_back_words(mask, gy, gx, 0, w, w + 64 < nw ? w + 64 : nw);
-        i0 = 32 * nw;
-    }
-    PAR_FOR
-    for (size_t i = i0; i < n; i++)
-        gx[i] += RELU_ON(mask, i) ? gy[i] : 0.0f;
+    relu_back(mask, y->grad, vt_grad(c, x), n, 0);
 }
 const vt_op_def vt_op_relu = {"relu", relu_backward};
 
