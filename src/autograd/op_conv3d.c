@@ -163,33 +163,54 @@ static void valid_cols(const geom *g, int off, int *lo, int *hi)
 
 /* ==== vol2col / col2vol ================================================ */
 
+/* Output rows counted across the batch (row r is sample r / (To*Ho),
+ * output row (to, ho) = r % (To*Ho) of it), walked in order: stepped
+ * rather than divided out per row. */
+typedef struct {
+    int n, to, ho;
+} row_walk;
+
+static row_walk row_walk_at(const geom *g, int r)
+{
+    const int prow = g->to * g->ho;
+    return (row_walk){r / prow, r % prow / g->ho, r % g->ho};
+}
+
+/* The current row's sample, and the input frame *ti and row *hi its tap
+ * (i, j) reads; then steps to the next row. */
+static int row_walk_next(const geom *g, row_walk *rw, int i, int j, int *ti, int *hi)
+{
+    const int n = rw->n;
+    *ti = rw->to * g->st - g->pt + i * g->dt;
+    *hi = rw->ho * g->sh - g->ph + j * g->dh;
+    if (++rw->ho == g->ho) {
+        rw->ho = 0;
+        if (++rw->to == g->to) {
+            rw->to = 0;
+            rw->n++;
+        }
+    }
+    return n;
+}
+
 /* Row k (input channel, tap) of the columns of output rows [r0, r0 + nr).
- * Rows are counted across the batch (row r is sample r / (To*Ho), output
- * row (to, ho) = r % (To*Ho) of it), so a tile may span samples; x is the
- * whole batch. col is (C*kt*kh*kw, nr*Wo), row index (c, i, j, l) as the
+ * Rows are counted across the batch (row_walk), so a tile may span
+ * samples; x is the whole batch. col is (C*kt*kh*kw, nr*Wo), row index (c, i, j, l) as the
  * weight. */
 static void vol2col_row(const geom *g, const float *x, int r0, int nr, int k,
                         float *col)
 {
-    const int kvol = g->kt * g->kh * g->kw, prow = g->to * g->ho;
+    const int kvol = g->kt * g->kh * g->kw;
     const size_t xs = (size_t)g->c * g->t * g->h * g->w;
     int ch = k / kvol, kk = k % kvol;
     int i = kk / (g->kh * g->kw), j = kk / g->kw % g->kh, l = kk % g->kw;
     int off = l * g->dw - g->pw, lo, hi;
     valid_cols(g, off, &lo, &hi);
     float *dst = col + (size_t)k * nr * g->wo;
-    /* (n, to, ho) of row r, stepped rather than divided out per row */
-    int n = r0 / prow, to = r0 % prow / g->ho, ho = r0 % g->ho;
+    row_walk rw = row_walk_at(g, r0);
     for (int r = r0; r < r0 + nr; r++, dst += g->wo) {
-        int ti = to * g->st - g->pt + i * g->dt;
-        int hi_ = ho * g->sh - g->ph + j * g->dh, sn = n;
-        if (++ho == g->ho) {
-            ho = 0;
-            if (++to == g->to) {
-                to = 0;
-                n++;
-            }
-        }
+        int ti, hi_;
+        const int sn = row_walk_next(g, &rw, i, j, &ti, &hi_);
         if (ti < 0 || ti >= g->t || hi_ < 0 || hi_ >= g->h) {
             memset(dst, 0, (size_t)g->wo * sizeof *dst);
             continue;
@@ -223,7 +244,7 @@ static void vol2col(const geom *g, const float *x, int r0, int nr, float *col)
 static void col2vol_channel(const geom *g, const float *col, int r0, int nr,
                             int ch, float *gx)
 {
-    const int kvol = g->kt * g->kh * g->kw, prow = g->to * g->ho;
+    const int kvol = g->kt * g->kh * g->kw;
     const size_t ld = (size_t)nr * (size_t)g->wo;
     const size_t xs = (size_t)g->c * g->t * g->h * g->w;
     float *gc = gx + (size_t)ch * g->t * g->h * g->w;
@@ -232,17 +253,10 @@ static void col2vol_channel(const geom *g, const float *col, int r0, int nr,
         int off = l * g->dw - g->pw, lo, hi;
         valid_cols(g, off, &lo, &hi);
         const float *src = col + ((size_t)ch * kvol + (size_t)kk) * ld;
-        int n = r0 / prow, to = r0 % prow / g->ho, ho = r0 % g->ho;
+        row_walk rw = row_walk_at(g, r0);
         for (int r = r0; r < r0 + nr; r++, src += g->wo) {
-            int ti = to * g->st - g->pt + i * g->dt;
-            int hi_ = ho * g->sh - g->ph + j * g->dh, sn = n;
-            if (++ho == g->ho) {
-                ho = 0;
-                if (++to == g->to) {
-                    to = 0;
-                    n++;
-                }
-            }
+            int ti, hi_;
+            const int sn = row_walk_next(g, &rw, i, j, &ti, &hi_);
             if (ti < 0 || ti >= g->t || hi_ < 0 || hi_ >= g->h)
                 continue;
             float *dst = gc + (size_t)sn * xs + ((size_t)ti * g->h + (size_t)hi_) * g->w;
