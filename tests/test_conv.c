@@ -171,6 +171,15 @@ START_TEST(fast_matches_reference)
          * d*(k-1) - p: here 1, 2, 0 in t, h, w), alone and in 2 groups */
         {{2, 36, 3, 6, 7}, {10, 36, 3, 3, 3}, {{1, 1, 1}, {1, 0, 2}, {1, 1, 1}, 1}, 1},
         {{1, 64, 4, 5, 6}, {8, 32, 3, 2, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 2, 1}, 2}, 0},
+        /* ConvLSTM-stem-like, w stride 2: 19-wide output rows, so the
+         * weight gradient's 8-position pieces are full (the shuffle
+         * packing) and ragged (3 lanes) */
+        {{2, 4, 3, 7, 37}, {9, 4, 1, 3, 7}, {{1, 2, 2}, {0, 1, 3}, {1, 1, 1}, 1}, 1},
+        /* weight gradient blocking: K = 1080 taps (68 panels of 16, two
+         * blocks); 150 filters (25 panels of 6, two blocks) on a short K,
+         * so gx's sums stay short enough for the tolerance */
+        {{1, 40, 2, 3, 5}, {8, 40, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        {{2, 4, 3, 4, 10}, {150, 4, 1, 1, 3}, {{1, 1, 1}, {0, 0, 1}, {1, 1, 1}, 1}, 1},
     };
     vt_ctx c;
     vt_ctx_init(&c, 1);
@@ -483,10 +492,12 @@ START_TEST(threads_deterministic)
             ck_assert_mem_eq(two.gx, two_again.gx, two.nx * sizeof(float));
             ck_assert_mem_eq(two.gw, two_again.gw, two.nw * sizeof(float));
             ck_assert_mem_eq(two.gb, two_again.gb, two.nb * sizeof(float));
-            /* the implicit GEMM sums each output the same way whatever the
-             * thread count */
-            if (path == VT_CONV_PATH_IGEMM && vt_conv_igemm_supported())
+            /* the implicit GEMM sums each output and each weight gradient
+             * the same way whatever the thread count */
+            if (path == VT_CONV_PATH_IGEMM && vt_conv_igemm_supported()) {
                 ck_assert_mem_eq(two.y, one.y, one.ny * sizeof(float));
+                ck_assert_mem_eq(two.gw, one.gw, one.nw * sizeof(float));
+            }
             double r = close_scaled("1 vs 2 threads: y", two.y, one.y, one.ny);
             r = fmax(r, close_scaled("1 vs 2 threads: gx", two.gx, one.gx, one.nx));
             r = fmax(r, close_scaled("1 vs 2 threads: gw", two.gw, one.gw, one.nw));

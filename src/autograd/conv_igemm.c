@@ -1,6 +1,7 @@
 /* conv_igemm.c - implicit-GEMM convolution on AVX2+FMA CPUs: the forward,
- * and the data gradient (as a forward convolution of dy, or through a
- * column buffer with W^T packed once).
+ * the data gradient (as a forward convolution of dy, or through a column
+ * buffer with W^T packed once) and the weight gradient (see "Backward,
+ * weight" below for its blocking).
  *
  * Why not vol2col + OpenBLAS: that route writes a column matrix (K x P,
  * 173 MB a sample for C3D's conv3b), reads it back to pack it, and repacks
@@ -195,29 +196,30 @@ static float *pad_input(const vt_conv_geom *g, const float *x, const padded *pd)
 /* A chunk: positions counted across the batch (q = sample * P + p), so a
  * layer with small maps (C3D's conv5: 98 a sample) still gets wide chunks
  * and reads its weights once per chunk, not once per sample. Each
- * micro-panel of 16 positions is a few segments, runs of positions whose
+ * micro-panel of 16 positions (8: a piece of the weight gradient's
+ * columns, with lanes = 8 below) is a few segments, runs of positions whose
  * windows are sw apart in the padded input: one output row, or the end of
  * one and the start of the next. */
 typedef struct {
     _Alignas(32) int org[NC];     /* window origin in the padded input */
     ptrdiff_t yoff[NC];           /* the position's element of y's first channel */
     unsigned char cross[NC / NR]; /* micro-panel spans two samples */
-    int seg0[NC / NR + 1];        /* segments of panel jb: seg0[jb] .. seg0[jb+1] */
+    int seg0[NC / 8 + 1];         /* segments of panel jb: seg0[jb] .. seg0[jb+1] */
     int soff[NC];                 /* segment: org of its lane 0 (first - j0 * sw) */
     _Alignas(32) int smask[NC][NR]; /* segment: its lanes, -1 / 0 */
 } chunk_tab;
 
 static void chunk_tab_fill(const vt_conv_geom *g, const padded *pd, long q0, int nc,
-                           int npan, chunk_tab *ct)
+                           int npan, int lanes, chunk_tab *ct)
 {
     const int hw = g->ho * g->wo;
     const long p = (long)g->to * hw;
     const size_t ys = (size_t)g->o * (size_t)p;
     int n0 = 0, ns = 0;
-    for (int j = 0; j < npan * NR; j++) {
-        const int l = j % NR;
+    for (int j = 0; j < npan * lanes; j++) {
+        const int l = j % lanes;
         if (l == 0)
-            ct->seg0[j / NR] = ns;
+            ct->seg0[j / lanes] = ns;
         if (j >= nc) {
             ct->org[j] = 0;
             ct->yoff[j] = 0;
@@ -231,8 +233,8 @@ static void chunk_tab_fill(const vt_conv_geom *g, const padded *pd, long q0, int
         ct->org[j] = (int)((size_t)n * pd->xs) +
                      (to * g->st * pd->hp + ho * g->sh) * pd->wp + wo * g->sw;
         ct->yoff[j] = (ptrdiff_t)((size_t)n * ys) + pp;
-        if (l == NR - 1 || j == nc - 1)
-            ct->cross[j / NR] = n != n0;
+        if (l == lanes - 1 || j == nc - 1)
+            ct->cross[j / lanes] = n != n0;
         if (l == 0 || ct->org[j] != ct->org[j - 1] + g->sw) {
             ct->soff[ns] = ct->org[j] - l * g->sw;
             memset(ct->smask[ns], 0, sizeof ct->smask[ns]);
@@ -423,7 +425,7 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
             const int m0 = (int)((long)mp * s / msplit), m1 = (int)((long)mp * (s + 1) / msplit);
             const int nc = total - q0 < chunk ? (int)(total - q0) : chunk;
             const int npan = (nc + NR - 1) / NR;
-            chunk_tab_fill(g, &pd, q0, nc, npan, ct);
+            chunk_tab_fill(g, &pd, q0, nc, npan, NR, ct);
             for (int gr = 0; gr < g->groups; gr++) {
                 const float *xg = xp + (size_t)gr * cg * pd.vol;
                 float *yg = y + (size_t)gr * og * p;
@@ -595,4 +597,263 @@ int vt_conv_igemm_backward_data(const vt_conv_geom *g, const float *w, const flo
     int done = igemm_forward(&b, gy, ws, NULL, gx, 1);
     free(ws);
     return done;
+}
+
+/* ==== Backward, weight ==================================================
+ *
+ * gw (Og x K) += dy (Og x Q) . col^T (Q x K) per group, the sum running
+ * over every position q of the batch. The same 6x16 kernel, with the
+ * positions as its depth: 6 filters by 16 taps, so each micro-tile is a
+ * contiguous run of gw's rows. Both operands are packed per block of KQ
+ * positions, the taps' columns straight from the padded input.
+ *
+ * The positions go in pieces of 8 in batch order, each piece a few
+ * segments of the padded input as in the forward's micro-panels (a row
+ * end, a sample end), so no lane is padding: rows of 28, 14 or 7 would
+ * waste 12-14% of the work in row-aligned pieces.
+ *
+ * Blocking: a work item is a block of at most NT tap panels (16 taps each)
+ * of one group, times one of S segments of the positions. Per KQ block of
+ * positions the item packs its taps' columns (NT x 16 x KQ, L2/L3), then
+ * per MC block of filters their dy panels (L2), and every tap panel meets
+ * every filter panel in the kernel, adding into gw.
+ *
+ * Determinism: S depends on the shape only, segment 0 adds into gw and the
+ * others into zeroed partials that are added afterwards in segment order,
+ * and within a segment the blocks go in order: results do not depend on
+ * the threads at all. */
+
+enum {
+    KQ = 256,       /* positions per block: a 16 KB tap micro-panel, L1 */
+    NT = 64,        /* tap panels per work item at most: 1 MB of columns */
+    PIECE = 8,      /* positions per piece (one ymm) */
+    WITEMS = 8,     /* work items wanted, for the segment count */
+};
+#define WPART_MAX ((size_t)16 << 20) /* floats of partials at most */
+
+VT_AVX2 static inline void transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* One tap's 8 positions of piece q, as a vector: lanes outside the
+ * piece's segments are 0. mode 0: one whole segment at w stride 1, 1: any
+ * segments at stride 1, 2 and 3 the same at stride 2 (even lanes of 16
+ * floats, by shuffles), 4: a gather at wider strides. */
+VT_AVX2 static inline __m256 piece_tap(const float *xk, const chunk_tab *ct, int q, int s0,
+                                       int s1, int mode)
+{
+    __m256 v = _mm256_setzero_ps();
+    switch (mode) {
+    case 0:
+        return _mm256_loadu_ps(xk + ct->soff[s0]);
+    case 1:
+        for (int sg = s0; sg < s1; sg++)
+            v = _mm256_blendv_ps(v, _mm256_loadu_ps(xk + ct->soff[sg]),
+                                 _mm256_load_ps((const float *)ct->smask[sg]));
+        return v;
+    case 2:
+    case 3:
+        for (int sg = s0; sg < s1; sg++) {
+            const float *src = xk + ct->soff[sg];
+            __m256 e = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                _mm256_castps_pd(_mm256_shuffle_ps(_mm256_loadu_ps(src),
+                                                   _mm256_loadu_ps(src + 8), 0x88)),
+                0xD8));
+            if (mode == 2)
+                return e;
+            v = _mm256_blendv_ps(v, e, _mm256_load_ps((const float *)ct->smask[sg]));
+        }
+        return v;
+    default: {
+        /* lanes past the block's end have org 0, in bounds; the mask
+         * zeroes them */
+        __m256 m = v;
+        for (int sg = s0; sg < s1; sg++)
+            m = _mm256_or_ps(m, _mm256_load_ps((const float *)ct->smask[sg]));
+        return _mm256_and_ps(
+            m, _mm256_i32gather_ps(xk, _mm256_load_si256((const __m256i *)(ct->org + q * PIECE)),
+                                   4));
+    }
+    }
+}
+
+/* Columns of tap panels [t0, t1) for the pieces of one block of positions
+ * (ct, filled with 8 lanes), laid out [panel][position][16]; taps past kg
+ * and lanes past the block's end are 0. Each tap's 8 positions are loaded
+ * as a vector, then 8 taps' vectors are transposed into 8 positions' half
+ * rows. */
+VT_AVX2 static void pack_wcols(const vt_conv_geom *g, const float *xg, const chunk_tab *ct,
+                               const int *off, int kg, int t0, int t1, int np, float *bp)
+{
+    for (int q = 0; q < np; q++) {
+        const int s0 = ct->seg0[q], s1 = ct->seg0[q + 1];
+        const int whole = s1 - s0 == 1 && ct->smask[s0][0] && ct->smask[s0][PIECE - 1];
+        const int mode = g->sw == 1 ? !whole : g->sw == 2 ? 3 - whole : 4;
+        for (int tp = t0; tp < t1; tp++) {
+            float *d = bp + ((size_t)(tp - t0) * KQ + (size_t)q * PIECE) * 16;
+            for (int h = 0; h < 16; h += 8) {
+                const int k0 = tp * 16 + h, live = kg - k0 < 8 ? kg - k0 : 8;
+                __m256 r[8];
+                if (mode == 0 && live == 8) {
+                    /* the common case, unrolled so r stays in registers */
+                    const float *src = xg + ct->soff[s0];
+#pragma GCC unroll 8
+                    for (int j = 0; j < 8; j++)
+                        r[j] = _mm256_loadu_ps(src + off[k0 + j]);
+                } else {
+#pragma GCC unroll 8
+                    for (int j = 0; j < 8; j++)
+                        r[j] = j < live ? piece_tap(xg + off[k0 + j], ct, q, s0, s1, mode)
+                                        : _mm256_setzero_ps();
+                }
+                transpose8(r);
+                for (int l = 0; l < PIECE; l++)
+                    _mm256_store_ps(d + l * 16 + h, r[l]);
+            }
+        }
+    }
+}
+
+/* dy panels of filters [6*f0, 6*f1) of the group (dg: its first filter)
+ * for the nc positions of the block, laid out [panel][position][6];
+ * filters past og and positions past nc are 0. A piece within one sample
+ * is 8 consecutive floats of each filter's dy: 6 loads and a transpose.
+ * ap has 2 floats of slack at the end: each position's 6 values are
+ * stored as 8, the last 2 overwritten by the next position's. */
+VT_AVX2 static void pack_wdy(const vt_conv_geom *g, const float *dg, const chunk_tab *ct,
+                             int og, int f0, int f1, int nc, int np, float *ap)
+{
+    const size_t p = (size_t)g->to * g->ho * g->wo;
+    for (int fp = f0; fp < f1; fp++) {
+        float *d = ap + (size_t)(fp - f0) * KQ * MR;
+        const int live = og - fp * MR < MR ? og - fp * MR : MR;
+        const float *s = dg + (size_t)fp * MR * p;
+        for (int q = 0; q < np; q++, d += PIECE * MR) {
+            const int j0 = q * PIECE;
+            if (j0 + PIECE <= nc && !ct->cross[q]) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++)
+                    r[i] = i < live ? _mm256_loadu_ps(s + (size_t)i * p + ct->yoff[j0])
+                                    : _mm256_setzero_ps();
+                transpose8(r);
+                for (int l = 0; l < PIECE; l++)
+                    _mm256_storeu_ps(d + l * MR, r[l]);
+                continue;
+            }
+            for (int l = 0; l < PIECE; l++)
+                for (int i = 0; i < MR; i++)
+                    d[l * MR + i] = i < live && j0 + l < nc ? s[(size_t)i * p + ct->yoff[j0 + l]]
+                                                            : 0.0f;
+        }
+    }
+}
+
+int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const float *gy,
+                                  float *gw)
+{
+    if (!vt_conv_igemm_supported())
+        return 0;
+    padded pd = {g->t + 2 * g->pt, g->h + 2 * g->ph, g->w + 2 * g->pw, 0, 0};
+    pd.vol = (size_t)pd.tp * pd.hp * pd.wp;
+    pd.xs = (size_t)g->c * pd.vol;
+    if ((size_t)g->n * pd.xs + 2 * GUARD >= ((size_t)1 << 31))
+        return 0;
+    const int og = g->o / g->groups, cg = g->c / g->groups;
+    const int kg = cg * g->kt * g->kh * g->kw;
+    const int tpan = (kg + 15) / 16, fpan = (og + MR - 1) / MR;
+    const int tblocks = (tpan + NT - 1) / NT, tper = (tpan + tblocks - 1) / tblocks;
+    const long total = (long)g->n * g->to * g->ho * g->wo;
+    const long qblocks = (total + KQ - 1) / KQ;
+    const size_t wsz = (size_t)g->o * kg;
+
+    /* Segments of the positions: enough items to share out, within the
+     * partials' budget; from the shape alone. */
+    long segs = (WITEMS + (long)g->groups * tblocks - 1) / ((long)g->groups * tblocks);
+    if (segs > qblocks)
+        segs = qblocks;
+    if ((size_t)(segs - 1) * wsz > WPART_MAX)
+        segs = 1 + (long)(WPART_MAX / wsz);
+    if (segs < 1)
+        segs = 1;
+    float *part = NULL;
+    if (segs > 1) {
+        part = calloc((size_t)(segs - 1) * wsz, sizeof *part);
+        VT_ASSERT(part, "conv: out of memory for %ld weight-gradient partials", segs - 1);
+    }
+    int *off = tap_offsets(g, &pd, kg);
+    float *xp = pad_input(g, x, &pd);
+    const long items = (long)g->groups * tblocks * segs;
+    const double macs = (double)g->o * kg * (double)g->n * g->to * g->ho * g->wo;
+    const int th = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int mcp = mc_panels(fpan);
+
+#pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
+    {
+        float *bp = xalloc((size_t)tper * 16 * KQ * sizeof(float), "column panel");
+        float *ap = xalloc(((size_t)mcp * MR * KQ + 2) * sizeof(float), "dy panel");
+        chunk_tab *ct = xalloc(sizeof *ct, "position table");
+#pragma omp for schedule(dynamic, 1)
+        for (long it = 0; it < items; it++) {
+            const int s = (int)(it % segs);
+            const int tb = (int)(it / segs % tblocks), gr = (int)(it / segs / tblocks);
+            const int t0 = tb * tper, t1 = t0 + tper < tpan ? t0 + tper : tpan;
+            const long b0 = qblocks * s / segs, b1 = qblocks * (s + 1) / segs;
+            float *gwg = (s ? part + (size_t)(s - 1) * wsz : gw) + (size_t)gr * og * kg;
+            const float *xg = xp + (size_t)gr * cg * pd.vol;
+            const float *dg = gy + (size_t)gr * og * g->to * g->ho * g->wo;
+            for (long qb = b0; qb < b1; qb++) {
+                const long q0 = qb * KQ;
+                const int nc = total - q0 < KQ ? (int)(total - q0) : KQ;
+                const int np = (nc + PIECE - 1) / PIECE, kq = np * PIECE;
+                chunk_tab_fill(g, &pd, q0, nc, np, PIECE, ct);
+                pack_wcols(g, xg, ct, off, kg, t0, t1, np, bp);
+                for (int f0 = 0; f0 < fpan; f0 += mcp) {
+                    const int f1 = f0 + mcp < fpan ? f0 + mcp : fpan;
+                    pack_wdy(g, dg, ct, og, f0, f1, nc, np, ap);
+                    for (int tp = t0; tp < t1; tp++) {
+                        const int nv = kg - tp * 16 < 16 ? kg - tp * 16 : 16;
+                        const float *bj = bp + (size_t)(tp - t0) * KQ * 16;
+                        for (int fp = f0; fp < f1; fp++) {
+                            const int mv = og - fp * MR < MR ? og - fp * MR : MR;
+                            kernel_6x16(kq, ap + (size_t)(fp - f0) * KQ * MR, bj,
+                                        gwg + (size_t)fp * MR * kg + (size_t)tp * 16,
+                                        (size_t)kg, NULL, mv, nv, NULL);
+                        }
+                    }
+                }
+            }
+        }
+        free(ct);
+        free(ap);
+        free(bp);
+    }
+    if (part) {
+#pragma omp parallel for schedule(static) if (wsz > 65536 && th > 1)
+        for (size_t i = 0; i < wsz; i++) {
+            float v = gw[i];
+            for (long s = 1; s < segs; s++)
+                v += part[(size_t)(s - 1) * wsz + i];
+            gw[i] = v;
+        }
+        free(part);
+    }
+    free(xp - GUARD);
+    free(off);
+    return 1;
 }

@@ -30,11 +30,11 @@
  * samples, with each GEMM split over output rows; no weight-gradient
  * partials. The rest take per-thread tiles as follows.
  *
- * On CPUs with AVX2+FMA (vt_cpu_avx2) the forward, and the data gradient
- * of unit-stride layers, run instead on the implicit-GEMM kernel of
- * conv_igemm.c (no column matrix); other data gradients use its kernel for
- * the W^T . dy GEMM of the paths below. The weight gradient always takes
- * the paths below. vt_conv_set_path (op_conv3d_internal.h) forces one.
+ * On CPUs with AVX2+FMA (vt_cpu_avx2) the forward, the weight gradient,
+ * and the data gradient of unit-stride layers run instead on the
+ * implicit-GEMM kernel of conv_igemm.c (no column matrix); other data
+ * gradients use its kernel for the W^T . dy GEMM of the paths below.
+ * vt_conv_set_path (op_conv3d_internal.h) forces one.
  *
  * Threads: forward and backward run a sample per thread when the batch
  * shares out evenly (see sample_parallel), each GEMM single-threaded. Else
@@ -728,6 +728,11 @@ static void conv_backward(const geom *g, const float *x, const float *w,
      * forward convolution; else W^T is packed once for its column
      * gradient. */
     const int igemm = path_forced == VT_CONV_PATH_AUTO || path_forced == VT_CONV_PATH_IGEMM;
+    if (gw && igemm && vt_conv_igemm_backward_weight(g, x, gy, gw)) {
+        gw = NULL;
+        if (!gx)
+            return;
+    }
     if (gx && igemm && !pointwise && vt_conv_igemm_backward_data(g, w, gy, gx)) {
         gx = NULL;
         if (!gw)

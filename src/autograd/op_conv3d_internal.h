@@ -58,6 +58,12 @@ void vt_conv_igemm_dcol(const vt_conv_geom *g, const float *wt, int gr, int p_lo
                         int p_hi, const float *dy, size_t lddy, int nq, float *col,
                         size_t ldcol);
 #define VT_CONV_IGEMM_PANEL 6
+/* gw += the weight gradient, summed over the batch: the kernel above with
+ * the positions as its depth, the columns packed straight from x. Returns
+ * 0, having done nothing, when this CPU lacks AVX2/FMA or the shape is out
+ * of its range. */
+int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const float *gy,
+                                  float *gw);
 /* Whether this CPU runs the kernel above. */
 int vt_conv_igemm_supported(void);
 
