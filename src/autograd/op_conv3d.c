@@ -30,8 +30,9 @@
  * samples, with each GEMM split over output rows; no weight-gradient
  * partials. The rest take per-thread tiles as follows.
  *
- * On CPUs with AVX2+FMA (vt_cpu_avx2) the forward, the weight gradient,
- * and the data gradient of unit-stride layers run instead on the
+ * On CPUs with AVX2+FMA (vt_cpu_avx2) the forward, the weight gradient
+ * (of 128 taps or more), and the data gradient of unit-stride layers run
+ * instead on the
  * implicit-GEMM kernel of conv_igemm.c (no column matrix); other data
  * gradients use its kernel for the W^T . dy GEMM of the paths below.
  * vt_conv_set_path (op_conv3d_internal.h) forces one.
@@ -728,7 +729,12 @@ static void conv_backward(const geom *g, const float *x, const float *w,
      * forward convolution; else W^T is packed once for its column
      * gradient. */
     const int igemm = path_forced == VT_CONV_PATH_AUTO || path_forced == VT_CONV_PATH_IGEMM;
-    if (gw && igemm && vt_conv_igemm_backward_weight(g, x, gy, gw)) {
+    /* With few taps (C3D's conv1a: 81) the kernel's 16-tap panels run part
+     * empty and packing costs more per multiply: BLAS is faster there
+     * (conv1a, batch 2: 69-82 vs 92-131 ms), unless forced. */
+    const int kg = g->c / g->groups * g->kt * g->kh * g->kw;
+    if (gw && igemm && (kg >= 128 || path_forced == VT_CONV_PATH_IGEMM) &&
+        vt_conv_igemm_backward_weight(g, x, gy, gw)) {
         gw = NULL;
         if (!gx)
             return;
