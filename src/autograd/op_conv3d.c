@@ -32,10 +32,9 @@
  *
  * On CPUs with AVX2+FMA (vt_cpu_avx2) the forward, the weight gradient
  * (of 128 taps or more), and the data gradient of unit-stride layers run
- * instead on the
- * implicit-GEMM kernel of conv_igemm.c (no column matrix); other data
- * gradients use its kernel for the W^T . dy GEMM of the paths below.
- * vt_conv_set_path (op_conv3d_internal.h) forces one.
+ * instead on the implicit-GEMM kernel of conv_igemm.c (no column matrix);
+ * other data gradients use its kernel for the W^T . dy GEMM of the paths
+ * below. vt_conv_set_path (op_conv3d_internal.h) forces one.
  *
  * Threads: forward and backward run a sample per thread when the batch
  * shares out evenly (see sample_parallel), each GEMM single-threaded. Else
