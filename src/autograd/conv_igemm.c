@@ -131,6 +131,27 @@ VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c
     }
 }
 
+/* r[i][j] becomes r[j][i]. */
+VT_AVX2 static inline void transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
 /* Weight panels per MC block: blocks of equal size, at most MCP, so a
  * column micro-panel is not fetched again for a short last block (128
  * filters: one block of 22 panels, not 16 + 6). */
@@ -319,23 +340,42 @@ VT_AVX2 static void pack_cols(const vt_conv_geom *g, const float *xg,
 /* Weights of every group as [group][K block][panel of MR channels][tap of
  * the block][MR], rows past the group's channel count zero: the panels one
  * MC block multiplies with one K block are one contiguous run. */
-static void pack_weights(const float *w, int groups, int og, int kg, int mp,
-                         float *ap)
+VT_AVX2 static void pack_weights(const float *w, int groups, int og, int kg, int mp,
+                                 float *ap)
 {
+    /* 8 taps of the panel's 6 rows at a time, transposed; the next panel
+     * (another thread's) follows directly, so the last store keeps to 6
+     * lanes. Was a scalar loop: 8% of conv5's forward, whose weights (28 MB) are
+     * used by only 98 positions a sample. */
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
 #pragma omp parallel for schedule(static) if ((size_t)groups * og * kg > 65536 && !omp_in_parallel())
     for (int q = 0; q < groups * mp; q++) {
         const int gr = q / mp, ir = q % mp;
         float *dg = ap + (size_t)gr * mp * kg * MR;
+        const int live = og - ir * MR < MR ? og - ir * MR : MR;
         for (int k0 = 0; k0 < kg; k0 += KC) {
             const int kc = kg - k0 < KC ? kg - k0 : KC;
             float *d = dg + ((size_t)k0 * mp + (size_t)ir * kc) * MR;
             const float *s[MR];
-            for (int i = 0; i < MR; i++) {
-                const int o = ir * MR + i < og ? ir * MR + i : og - 1;
-                s[i] = w + ((size_t)gr * og + (size_t)o) * kg + k0;
+            for (int i = 0; i < MR; i++)
+                s[i] = w + ((size_t)gr * og + (size_t)ir * MR + (size_t)(i < live ? i : 0)) * kg + k0;
+            int k = 0;
+            for (; k + 8 <= kc; k += 8, d += 8 * MR) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++)
+                    r[i] = i < live ? _mm256_loadu_ps(s[i] + k) : _mm256_setzero_ps();
+                transpose8(r);
+                /* 8 floats a tap, the last 2 overwritten by the next tap,
+                 * except past the panel's end (masked: vmaskmovps is slow
+                 * on AMD, so only there) */
+                for (int l = 0; l < 7; l++)
+                    _mm256_storeu_ps(d + l * MR, r[l]);
+                if (k + 8 < kc)
+                    _mm256_storeu_ps(d + 7 * MR, r[7]);
+                else
+                    _mm256_maskstore_ps(d + 7 * MR, six, r[7]);
             }
-            const int live = og - ir * MR < MR ? og - ir * MR : MR;
-            for (int k = 0; k < kc; k++, d += MR)
+            for (; k < kc; k++, d += MR)
                 for (int i = 0; i < MR; i++)
                     d[i] = i < live ? s[i][k] : 0.0f;
         }
@@ -631,25 +671,6 @@ enum {
 };
 #define WPART_MAX ((size_t)16 << 20) /* floats of partials at most */
 
-VT_AVX2 static inline void transpose8(__m256 r[8])
-{
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
 
 /* One tap's 8 positions of piece q, as a vector: lanes outside the
  * piece's segments are 0. mode 0: one whole segment at w stride 1, 1: any
