@@ -382,6 +382,39 @@ VT_AVX2 static void pack_weights(const float *w, int groups, int og, int kg, int
     }
 }
 
+/* The same layout for the data gradient's convolution (see "Backward,
+ * data, unit stride"), packed straight from the layer's weight w (O x C/g
+ * x kvol): that convolution's output channel c, tap k = o * kvol + i is
+ * w[o][c][kvol - 1 - i]. Saves building the swapped weights first (28 MB
+ * for C3D's conv5, a fresh allocation and a pass each call). og and kg are
+ * the swapped convolution's (C/g and O/g * kvol). */
+static void pack_weights_swapped(const float *w, int groups, int og, int kg, int kvol,
+                                 int mp, float *ap)
+{
+    const int ol = kg / kvol; /* the layer's filters per group */
+#pragma omp parallel for schedule(static) if ((size_t)groups * og * kg > 65536 && !omp_in_parallel())
+    for (int q = 0; q < groups * mp; q++) {
+        const int gr = q / mp, ir = q % mp;
+        float *dg = ap + (size_t)gr * mp * kg * MR;
+        const int live = og - ir * MR < MR ? og - ir * MR : MR;
+        for (int k0 = 0; k0 < kg; k0 += KC) {
+            const int kc = kg - k0 < KC ? kg - k0 : KC;
+            float *d = dg + ((size_t)k0 * mp + (size_t)ir * kc) * MR;
+            int o = k0 / kvol, i = k0 % kvol;
+            for (int k = 0; k < kc; k++, d += MR) {
+                const float *src =
+                    w + (((size_t)gr * ol + o) * og + (size_t)ir * MR) * kvol + (kvol - 1 - i);
+                for (int r = 0; r < MR; r++)
+                    d[r] = r < live ? src[(size_t)r * kvol] : 0.0f;
+                if (++i == kvol) {
+                    i = 0;
+                    o++;
+                }
+            }
+        }
+    }
+}
+
 static const float zeros[MR];
 
 /* The packed weights' buffer is kept between calls: C3D's are up to 28 MB,
@@ -402,17 +435,19 @@ static float *packed_weights(size_t n)
 }
 
 static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
-                         const float *b, float *y, int accumulate);
+                         const float *b, float *y, int accumulate, int swapped);
 
 int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                           const float *b, float *y)
 {
-    return igemm_forward(g, x, w, b, y, 0);
+    return igemm_forward(g, x, w, b, y, 0, 0);
 }
 
-/* y = conv(x, w) + b, or y += conv(x, w) when accumulate (b then NULL). */
+/* y = conv(x, w) + b, or y += conv(x, w) when accumulate (b then NULL).
+ * swapped: w is a layer weight to be read swapped and reversed (see
+ * pack_weights_swapped). */
 static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
-                         const float *b, float *y, int accumulate)
+                         const float *b, float *y, int accumulate, int swapped)
 {
     if (!vt_conv_igemm_supported())
         return 0;
@@ -428,7 +463,10 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
     const int p = g->to * g->ho * g->wo;
 
     float *ap = packed_weights((size_t)g->groups * mp * kg * MR);
-    pack_weights(w, g->groups, og, kg, mp, ap);
+    if (swapped)
+        pack_weights_swapped(w, g->groups, og, kg, g->kt * g->kh * g->kw, mp, ap);
+    else
+        pack_weights(w, g->groups, og, kg, mp, ap);
     int *off = tap_offsets(g, &pd, kg);
     float *xp = pad_input(g, x, &pd);
 
@@ -619,24 +657,7 @@ int vt_conv_igemm_backward_data(const vt_conv_geom *g, const float *w, const flo
     b.to = g->t;
     b.ho = g->h;
     b.wo = g->w;
-    const int og = g->o / g->groups, cg = g->c / g->groups;
-    const int kt = g->kt, kh = g->kh, kw = g->kw, kvol = kt * kh * kw;
-    const size_t n = (size_t)g->o * cg * kvol;
-    /* w' [gr*cg + c][o][taps reversed] = w [gr*og + o][c][taps] */
-    float *ws = xalloc(n * sizeof *ws, "swapped weights");
-#pragma omp parallel for schedule(static) if (n > 65536 && !omp_in_parallel())
-    for (int oc = 0; oc < g->c; oc++) {
-        const int gr = oc / cg, c = oc % cg;
-        for (int o = 0; o < og; o++) {
-            const float *src = w + (((size_t)gr * og + o) * cg + c) * kvol;
-            float *dst = ws + ((size_t)oc * og + o) * kvol;
-            for (int k = 0; k < kvol; k++)
-                dst[kvol - 1 - k] = src[k];
-        }
-    }
-    int done = igemm_forward(&b, gy, ws, NULL, gx, 1);
-    free(ws);
-    return done;
+    return igemm_forward(&b, gy, w, NULL, gx, 1, 1);
 }
 
 /* ==== Backward, weight ==================================================
