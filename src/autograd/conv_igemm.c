@@ -690,7 +690,7 @@ enum {
     PIECE = 8,      /* positions per piece (one ymm) */
     WITEMS = 8,     /* work items wanted, for the segment count */
 };
-#define WPART_MAX ((size_t)16 << 20) /* floats of partials at most */
+#define WPART_MAX ((size_t)4 << 20) /* floats of partials at most (16 MB) */
 
 
 /* One tap's 8 positions of piece q, as a vector: lanes outside the
