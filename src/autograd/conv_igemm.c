@@ -692,7 +692,6 @@ enum {
 };
 #define WPART_MAX ((size_t)4 << 20) /* floats of partials at most (16 MB) */
 
-
 /* One tap's 8 positions of piece q, as a vector: lanes outside the
  * piece's segments are 0. mode 0: one whole segment at w stride 1, 1: any
  * segments at stride 1, 2 and 3 the same at stride 2 (even lanes of 16
