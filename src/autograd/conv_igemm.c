@@ -689,8 +689,7 @@ enum {
     KQ = 256,       /* positions per block: a 16 KB tap micro-panel, L1 */
     NT = 64,        /* tap panels per work item at most: 1 MB of columns */
     PIECE = 8,      /* positions per piece (one ymm) */
-    WITEMS = 16,    /* work items wanted, for the segment count: 8 would leave
-                     * a 16-core server half idle on few-tap layers */
+    WITEMS = 8,     /* work items wanted, for the segment count */
 };
 #define WPART_MAX ((size_t)4 << 20) /* floats of partials at most (16 MB) */
 
