@@ -25,6 +25,7 @@
  */
 #include "vt_autograd.h"
 #include "op_conv3d_internal.h"
+#include "avx2_lanes.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -131,12 +132,10 @@ VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c
     }
 }
 
-/* src[0], src[2], ..., src[14]: a w-stride-2 run, by shuffles (a gather
- * is several times slower). */
+/* src[0], src[2], ..., src[14]: a w-stride-2 run. */
 VT_AVX2 static inline __m256 even_lanes(const float *src)
 {
-    __m256 s = _mm256_shuffle_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(src + 8), 0x88);
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8));
+    return avx2_even(_mm256_loadu_ps(src), _mm256_loadu_ps(src + 8));
 }
 
 /* r[i][j] becomes r[j][i]. */

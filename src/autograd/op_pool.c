@@ -12,6 +12,7 @@
  * other thread touches (race-free, no atomics) and sums keep a fixed order.
  */
 #include "vt_ops.h"
+#include "avx2_lanes.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -173,10 +174,7 @@ maxpool_span8(const pool_geom *g, const float *xp, int t0, int t1, int h0, int h
                     const int row = (t * H + h) * W;
                     const float *r = xp + row + ow * 2 - g->p[2];
                     __m256 a = _mm256_loadu_ps(r), b = _mm256_loadu_ps(r + 8);
-                    __m256 ev = _mm256_castpd_ps(_mm256_permute4x64_pd(
-                        _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
-                    __m256 od = _mm256_castpd_ps(_mm256_permute4x64_pd(
-                        _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+                    __m256 ev = avx2_even(a, b), od = avx2_odd(a, b);
                     __m256i idx = _mm256_add_epi32(wv, _mm256_set1_epi32(row));
                     TAKE(ev, idx);
                     TAKE(od, _mm256_add_epi32(idx, _mm256_set1_epi32(1)));
@@ -194,10 +192,7 @@ maxpool_span8(const pool_geom *g, const float *xp, int t0, int t1, int h0, int h
                     else if (sw == 2 && ow + 9 <= ow1)
                         /* the even floats of r[0..15]; r[15] lies in the
                          * window of output ow + 8, still inside the row */
-                        v = _mm256_castpd_ps(_mm256_permute4x64_pd(
-                            _mm256_castps_pd(_mm256_shuffle_ps(_mm256_loadu_ps(r),
-                                                               _mm256_loadu_ps(r + 8), 0x88)),
-                            0xD8));
+                        v = avx2_even(_mm256_loadu_ps(r), _mm256_loadu_ps(r + 8));
                     else
                         v = _mm256_i32gather_ps(xp, idx, 4);
                     TAKE(v, idx);
