@@ -11,7 +11,9 @@
  * rows go on with the median process CPU time and the GFLOP per CPU-second:
  * on a shared machine that moves much less with other jobs' load than the
  * wall time does (run with OMP_WAIT_POLICY=PASSIVE so waiting threads do
- * not count). */
+ * not count). VT_BENCH_ALL=1 also prints every conv repetition to stderr,
+ * "REPS <name> <pass> <ms>...", for A/B comparisons by minimum or
+ * percentile: on this VM a median of 5 moves by 10-30% between runs. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +122,12 @@ static double time_conv(const conv_shape *s, int batch, int pass, int reps, doub
             ts[r] = t1 - t0;
             cs[r] = c1 - c0;
         }
+    }
+    if (getenv("VT_BENCH_ALL")) {
+        fprintf(stderr, "REPS %s %d", s->name, pass);
+        for (int r = 0; r < reps; r++)
+            fprintf(stderr, " %.2f", ts[r] * 1e3);
+        fprintf(stderr, "\n");
     }
     double m = median(ts, reps);
     *cpu = median(cs, reps);

@@ -180,6 +180,13 @@ START_TEST(fast_matches_reference)
          * so gx's sums stay short enough for the tolerance */
         {{1, 40, 2, 3, 5}, {8, 40, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
         {{2, 4, 3, 4, 10}, {150, 4, 1, 1, 3}, {{1, 1, 1}, {0, 0, 1}, {1, 1, 1}, 1}, 1},
+        /* the data gradient's swapped convolution with 1152 positions, two
+         * chunks: its weights packed (a gather); 32 of its output
+         * channels, so a ragged last panel of 2 */
+        {{2, 32, 4, 9, 16}, {7, 32, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        /* and with one chunk, read in place in runs of kvol = 343 taps,
+         * more than a 256-tap block: blocks of one run each */
+        {{1, 32, 4, 5, 7}, {2, 32, 7, 7, 7}, {{1, 1, 1}, {3, 3, 3}, {1, 1, 1}, 1}, 1},
     };
     vt_ctx c;
     vt_ctx_init(&c, 1);

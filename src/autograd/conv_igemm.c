@@ -54,13 +54,18 @@ static void *xalloc(size_t bytes, const char *what)
 
 
 /* c (mv x nv, row stride ldc) = init + A.B, or += A.B when init is NULL;
- * a is kc x MR (tap-major), b kc x NR. Column j is c[j], or c[cols[j]]
- * when cols is given (a micro-tile that spans two samples). The edge path
- * adds the same two numbers as the full one, so an element's value never
- * depends on whether its micro-tile was ragged. */
-VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c,
-                                size_t ldc, const float *init, int mv, int nv,
-                                const ptrdiff_t *cols)
+ * b is kc x NR. A's element (row i, tap k) is at a + i * rs + (k / run) *
+ * jump + (k % run) * ks: packed panels (rs 1, ks MR, one run), the rows of
+ * a weight matrix read in place (rs its row length, ks 1, one run), or the
+ * layer weights of the data gradient's convolution (runs of one filter's
+ * taps, see igemm_forward). Column j is c[j], or c[cols[j]] when cols is
+ * given (a micro-tile that spans two samples). The edge path adds the same
+ * two numbers as the full one, so an element's value never depends on
+ * whether its micro-tile was ragged. */
+VT_AVX2 static inline __attribute__((always_inline)) void
+kernel_core(int kc, const float *a, ptrdiff_t rs, ptrdiff_t ks, int run, ptrdiff_t jump,
+            const float *b, float *c, size_t ldc, const float *init, int mv, int nv,
+            const ptrdiff_t *cols)
 {
     /* C's rows are a whole output row apart: fetch them now, or their
      * misses land after the loop, exposed. */
@@ -70,27 +75,31 @@ VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c
     }
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
            c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (int k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        __m256 a0 = _mm256_broadcast_ss(a), a1 = _mm256_broadcast_ss(a + 1);
-        c00 = _mm256_fmadd_ps(a0, b0, c00);
-        c01 = _mm256_fmadd_ps(a0, b1, c01);
-        c10 = _mm256_fmadd_ps(a1, b0, c10);
-        c11 = _mm256_fmadd_ps(a1, b1, c11);
-        a0 = _mm256_broadcast_ss(a + 2);
-        a1 = _mm256_broadcast_ss(a + 3);
-        c20 = _mm256_fmadd_ps(a0, b0, c20);
-        c21 = _mm256_fmadd_ps(a0, b1, c21);
-        c30 = _mm256_fmadd_ps(a1, b0, c30);
-        c31 = _mm256_fmadd_ps(a1, b1, c31);
-        a0 = _mm256_broadcast_ss(a + 4);
-        a1 = _mm256_broadcast_ss(a + 5);
-        c40 = _mm256_fmadd_ps(a0, b0, c40);
-        c41 = _mm256_fmadd_ps(a0, b1, c41);
-        c50 = _mm256_fmadd_ps(a1, b0, c50);
-        c51 = _mm256_fmadd_ps(a1, b1, c51);
-        a += MR;
-        b += NR;
+    for (int k0 = 0; k0 < kc; k0 += run, a += jump) {
+        const float *ar = a, *ar3 = a + 3 * rs;
+        for (int k = 0; k < run; k++) {
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            __m256 a0 = _mm256_broadcast_ss(ar), a1 = _mm256_broadcast_ss(ar + rs);
+            c00 = _mm256_fmadd_ps(a0, b0, c00);
+            c01 = _mm256_fmadd_ps(a0, b1, c01);
+            c10 = _mm256_fmadd_ps(a1, b0, c10);
+            c11 = _mm256_fmadd_ps(a1, b1, c11);
+            a0 = _mm256_broadcast_ss(ar + 2 * rs);
+            a1 = _mm256_broadcast_ss(ar3);
+            c20 = _mm256_fmadd_ps(a0, b0, c20);
+            c21 = _mm256_fmadd_ps(a0, b1, c21);
+            c30 = _mm256_fmadd_ps(a1, b0, c30);
+            c31 = _mm256_fmadd_ps(a1, b1, c31);
+            a0 = _mm256_broadcast_ss(ar3 + rs);
+            a1 = _mm256_broadcast_ss(ar3 + 2 * rs);
+            c40 = _mm256_fmadd_ps(a0, b0, c40);
+            c41 = _mm256_fmadd_ps(a0, b1, c41);
+            c50 = _mm256_fmadd_ps(a1, b0, c50);
+            c51 = _mm256_fmadd_ps(a1, b1, c51);
+            ar += ks;
+            ar3 += ks;
+            b += NR;
+        }
     }
     if (mv == MR && nv == NR && !cols) {
 #define ROW(i, lo, hi)                                                          \
@@ -130,6 +139,23 @@ VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c
             *e = (init ? init[i] : *e) + t[i * NR + j];
         }
     }
+}
+
+/* a: a packed panel, kc x MR tap-major. */
+VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c,
+                                size_t ldc, const float *init, int mv, int nv,
+                                const ptrdiff_t *cols)
+{
+    kernel_core(kc, a, 1, MR, kc, 0, b, c, ldc, init, mv, nv, cols);
+}
+
+/* a: MR rows of taps in place, rs apart; runs of run taps, jump apart. */
+VT_AVX2 static void kernel_6x16_rows(int kc, const float *a, ptrdiff_t rs, int run,
+                                     ptrdiff_t jump, const float *b, float *c, size_t ldc,
+                                     const float *init, int mv, int nv,
+                                     const ptrdiff_t *cols)
+{
+    kernel_core(kc, a, rs, 1, run, jump, b, c, ldc, init, mv, nv, cols);
 }
 
 /* src[0], src[2], ..., src[14]: a w-stride-2 run. */
@@ -195,10 +221,25 @@ static int *tap_offsets(const vt_conv_geom *g, const padded *pd, int kg)
     return off;
 }
 
+/* The padded input's buffer is kept between calls, one per thread, grown
+ * when a layer needs more: a fresh one each call paid its page faults
+ * again, and on this VM first touches are slow and erratic: C3D's conv2a
+ * data gradient at batch 2 pads 62 MB, which took 3 to 147 ms to fill
+ * fresh, 4 ms reused, in a 300 ms convolution. The C3D training step at
+ * batch 4 went from 7.10 to 6.75 s (medians of 3 alternating runs), and
+ * its peak RSS down from 1448 to 1431 MB: fewer mappings come and go. */
+static _Thread_local float *pad_buf;
+static _Thread_local size_t pad_cap;
+
 static float *pad_input(const vt_conv_geom *g, const float *x, const padded *pd)
 {
-    const size_t nvol = (size_t)g->n * g->c;
-    float *xp = xalloc((nvol * pd->vol + 2 * GUARD) * sizeof *xp, "padded input");
+    const size_t nvol = (size_t)g->n * g->c, need = nvol * pd->vol + 2 * GUARD;
+    if (need > pad_cap) {
+        free(pad_buf);
+        pad_buf = xalloc(need * sizeof *pad_buf, "padded input");
+        pad_cap = need;
+    }
+    float *xp = pad_buf;
     memset(xp, 0, GUARD * sizeof *xp);
     memset(xp + GUARD + nvol * pd->vol, 0, GUARD * sizeof *xp);
 #pragma omp parallel for schedule(static) if (nvol * pd->vol > 65536)
@@ -458,17 +499,9 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
     if ((size_t)g->n * pd.xs + 2 * GUARD >= ((size_t)1 << 31))
         return 0;
     const int og = g->o / g->groups, cg = g->c / g->groups;
-    const int kg = cg * g->kt * g->kh * g->kw;
+    const int kvol = g->kt * g->kh * g->kw, kg = cg * kvol;
     const int mp = (og + MR - 1) / MR;
     const int p = g->to * g->ho * g->wo;
-
-    float *ap = packed_weights((size_t)g->groups * mp * kg * MR);
-    if (swapped)
-        pack_weights_swapped(w, g->groups, og, kg, g->kt * g->kh * g->kw, mp, ap);
-    else
-        pack_weights(w, g->groups, og, kg, mp, ap);
-    int *off = tap_offsets(g, &pd, kg);
-    float *xp = pad_input(g, x, &pd);
 
     /* Work items: a chunk of at most NC positions (counted across the
      * batch), times a share of the output channels. Few positions would
@@ -492,9 +525,59 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
     const long items = per * msplit;
     const double macs = (double)g->o * kg * (double)total;
 
+    /* With one chunk (few positions: C3D's conv5, 196 at batch 2) every
+     * weight is used by that chunk alone, so packing them wrote and read
+     * back a copy for nothing: 28 MB for conv5, 15-25% of its forward and
+     * more of its data gradient, whose swapped pack is a gather. There the
+     * kernel reads the weights in place, broadcasting from 6 rows at once.
+     * Swapped (the data gradient), tap o * kvol + i of output channel c is
+     * w[o][c][kvol - 1 - i]: reversing the columns' taps within each filter
+     * makes that w[o][c][i], runs of kvol floats in place, rows kvol apart
+     * and runs og * kvol apart; the K blocks then hold whole runs. A ragged
+     * last panel (og not a multiple of 6) is copied, with zero rows, so no
+     * row is read past the weights' end. With several chunks the packed
+     * weights are reused, and the runs' loop cost more than the pack
+     * saves (conv3a's data gradient: 5-10%). */
+    const int direct = per == 1;
+    const int kcb = !(direct && swapped) ? KC : kvol <= KC ? KC / kvol * kvol : kvol;
+    float *ap = NULL, *rag = NULL;
+    if (!direct) {
+        ap = packed_weights((size_t)g->groups * mp * kg * MR);
+        if (swapped)
+            pack_weights_swapped(w, g->groups, og, kg, kvol, mp, ap);
+        else
+            pack_weights(w, g->groups, og, kg, mp, ap);
+    } else if (og % MR) {
+        const int live = og - (mp - 1) * MR;
+        rag = xalloc((size_t)g->groups * MR * kg * sizeof *rag, "ragged weight panel");
+        for (int gr = 0; gr < g->groups; gr++)
+            for (int r = 0; r < MR; r++) {
+                float *d = rag + ((size_t)gr * MR + r) * kg;
+                const int c = (mp - 1) * MR + r;
+                if (r >= live)
+                    memset(d, 0, (size_t)kg * sizeof *d);
+                else if (!swapped)
+                    memcpy(d, w + ((size_t)gr * og + c) * kg, (size_t)kg * sizeof *d);
+                else
+                    for (int o = 0; o < kg / kvol; o++)
+                        memcpy(d + (size_t)o * kvol,
+                               w + (((size_t)gr * (kg / kvol) + o) * og + c) * kvol,
+                               (size_t)kvol * sizeof *d);
+            }
+    }
+    int *off = tap_offsets(g, &pd, kg);
+    if (direct && swapped)
+        for (int k = 0; k < kg; k += kvol)
+            for (int i = 0, j = kvol - 1; i < j; i++, j--) {
+                const int t = off[k + i];
+                off[k + i] = off[k + j];
+                off[k + j] = t;
+            }
+    float *xp = pad_input(g, x, &pd);
+
 #pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
     {
-        float *bp = xalloc((size_t)KC * chunk * sizeof(float), "column panel");
+        float *bp = xalloc((size_t)kcb * chunk * sizeof(float), "column panel");
         chunk_tab *ct = xalloc(sizeof *ct, "position table");
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < items; it++) {
@@ -507,14 +590,49 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
             for (int gr = 0; gr < g->groups; gr++) {
                 const float *xg = xp + (size_t)gr * cg * pd.vol;
                 float *yg = y + (size_t)gr * og * p;
-                const float *ag = ap + (size_t)gr * mp * kg * MR;
-                for (int k0 = 0; k0 < kg; k0 += KC) {
-                    const int kc = kg - k0 < KC ? kg - k0 : KC;
+                const float *ag = ap ? ap + (size_t)gr * mp * kg * MR : NULL;
+                const float *wg = w + (size_t)gr * og * kg; /* og * kg: either way */
+                for (int k0 = 0; k0 < kg; k0 += kcb) {
+                    const int kc = kg - k0 < kcb ? kg - k0 : kcb;
                     pack_cols(g, xg, ct, npan, off, k0, kc, bp);
                     const int mcp = mc_panels(m1 - m0);
                     for (int ic = m0; ic < m1; ic += mcp) {
                         const int ie = ic + mcp < m1 ? ic + mcp : m1;
+                        /* Read in place, the next block's weights are
+                         * fetched into L2 while this one runs: their rows
+                         * (or runs) are too many streams for the
+                         * prefetcher, and few positions hide no misses. */
+                        const float *nb = NULL;
+                        long nspan = 0, slen = 0, sstr = 0;
+                        int nk0 = k0, ni0 = ie;
+                        if (ni0 >= m1) {
+                            nk0 = k0 + kcb;
+                            ni0 = m0;
+                        }
+                        if (direct && nk0 < kg) {
+                            const int nkc = kg - nk0 < kcb ? kg - nk0 : kcb;
+                            const int ni1 = ni0 + mcp < m1 ? ni0 + mcp : m1;
+                            const int r0 = ni0 * MR, r1 = ni1 * MR < og ? ni1 * MR : og;
+                            if (!swapped) {
+                                nb = wg + (size_t)r0 * kg + nk0;
+                                nspan = r1 - r0;
+                                slen = nkc;
+                                sstr = kg;
+                            } else {
+                                nb = wg + ((size_t)(nk0 / kvol) * og + r0) * kvol;
+                                nspan = nkc / kvol;
+                                slen = (long)(r1 - r0) * kvol;
+                                sstr = (long)og * kvol;
+                            }
+                        }
+                        const long lps = (slen + 15) / 16 + 1, nlines = nspan * lps;
                         for (int jb = 0; jb < npan; jb++) {
+                            for (long l = nlines * jb / npan; l < nlines * (jb + 1) / npan; l++) {
+                                const long sp = l / lps, cl = l % lps;
+                                _mm_prefetch((const char *)(nb + sp * sstr +
+                                                            (cl * 16 < slen ? cl * 16 : slen - 1)),
+                                             _MM_HINT_T1);
+                            }
                             const int nv = nc - jb * NR < NR ? nc - jb * NR : NR;
                             const float *bj = bp + (size_t)jb * kc * NR;
                             const ptrdiff_t *cols = ct->cross[jb] ? ct->yoff + jb * NR : NULL;
@@ -524,9 +642,22 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                                 const float *init = k0 || accumulate ? NULL
                                                     : b ? b + (size_t)gr * og + (size_t)ir * MR
                                                         : zeros;
-                                kernel_6x16(kc, ag + ((size_t)k0 * mp + (size_t)ir * kc) * MR, bj,
-                                            cj + (size_t)ir * MR * p, (size_t)p, init, mv, nv,
-                                            cols);
+                                float *ct0 = cj + (size_t)ir * MR * p;
+                                if (ag)
+                                    kernel_6x16(kc, ag + ((size_t)k0 * mp + (size_t)ir * kc) * MR,
+                                                bj, ct0, (size_t)p, init, mv, nv, cols);
+                                else if (mv < MR)
+                                    kernel_6x16_rows(kc, rag + (size_t)gr * MR * kg + k0, kg,
+                                                     kc, 0, bj, ct0, (size_t)p, init, mv, nv,
+                                                     cols);
+                                else if (!swapped)
+                                    kernel_6x16_rows(kc, wg + (size_t)ir * MR * kg + k0, kg, kc,
+                                                     0, bj, ct0, (size_t)p, init, mv, nv, cols);
+                                else
+                                    kernel_6x16_rows(
+                                        kc, wg + ((size_t)(k0 / kvol) * og + (size_t)ir * MR) * kvol,
+                                        kvol, kvol, (ptrdiff_t)og * kvol, bj, ct0, (size_t)p, init,
+                                        mv, nv, cols);
                             }
                         }
                     }
@@ -536,7 +667,7 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
         free(ct);
         free(bp);
     }
-    free(xp - GUARD);
+    free(rag);
     free(off);
     return 1;
 }
@@ -890,7 +1021,6 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
         }
         free(part);
     }
-    free(xp - GUARD);
     free(off);
     return 1;
 }
