@@ -187,6 +187,14 @@ START_TEST(fast_matches_reference)
         /* and with one chunk, read in place in runs of kvol = 343 taps,
          * more than a 256-tap block: blocks of one run each */
         {{1, 32, 4, 5, 7}, {2, 32, 7, 7, 7}, {{1, 1, 1}, {3, 3, 3}, {1, 1, 1}, 1}, 1},
+        /* conv1a-like: 3 (and 2) input channels, more than one chunk of
+         * positions, rows of 70 (61) */
+        {{2, 3, 3, 4, 70}, {5, 3, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        {{2, 2, 2, 5, 61}, {4, 2, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 0},
+        /* 2 filters, t stride 2, with bias; 3 groups of 1 filter, each of
+         * 2 channels */
+        {{2, 5, 3, 4, 40}, {2, 5, 3, 3, 3}, {{2, 1, 1}, {1, 0, 1}, {1, 1, 1}, 1}, 1},
+        {{1, 6, 3, 4, 35}, {3, 2, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 3}, 1},
     };
     vt_ctx c;
     vt_ctx_init(&c, 1);
