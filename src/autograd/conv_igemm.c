@@ -53,54 +53,56 @@ static void *xalloc(size_t bytes, const char *what)
 }
 
 
-/* c (mv x nv, row stride ldc) = init + A.B, or += A.B when init is NULL;
- * b is kc x NR. A's element (row i, tap k) is at a + i * rs + (k / run) *
- * jump + (k % run) * ks: packed panels (rs 1, ks MR, one run), the rows of
- * a weight matrix read in place (rs its row length, ks 1, one run), or the
- * layer weights of the data gradient's convolution (runs of one filter's
- * taps, see igemm_forward). Column j is c[j], or c[cols[j]] when cols is
- * given (a micro-tile that spans two samples). The edge path adds the same
- * two numbers as the full one, so an element's value never depends on
- * whether its micro-tile was ragged. */
+/* The 6x16 micro-kernel: c (mv x nv, row stride ldc) = init + A.B, or
+ * += A.B when init is NULL; b is kc x NR. Column j is c[j], or c[cols[j]]
+ * when cols is given (a micro-tile that spans two samples). The edge path
+ * adds the same two numbers as the full one, so an element's value never
+ * depends on whether its micro-tile was ragged. Two variants, which differ
+ * only in where A's 6 values of tap k are: kernel_6x16 reads packed
+ * panels, kernel_6x16_rows the data gradient's weights in place. They share the FMA step and
+ * the store, and the packed one keeps its single loop (a generic loop over
+ * runs served both at first; it was not measurably slower). */
+
+/* C's rows are a whole output row apart: fetch them now, or their misses
+ * land after the loop, exposed. */
+#define C_PREFETCH()                                                            \
+    for (int i_ = 0; i_ < MR && !cols; i_++) {                                  \
+        _mm_prefetch((const char *)(c + (size_t)i_ * ldc), _MM_HINT_T0);        \
+        _mm_prefetch((const char *)(c + (size_t)i_ * ldc + NR - 1), _MM_HINT_T0); \
+    }
+
+#define C_ZERO()                                                                \
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, \
+           c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00
+
+/* one tap: A's 6 values at p0..p5, B's 16 at b */
+#define FMA_STEP(p0, p1, p2, p3, p4, p5)                                        \
+    do {                                                                        \
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);              \
+        __m256 a0 = _mm256_broadcast_ss(p0), a1 = _mm256_broadcast_ss(p1);      \
+        c00 = _mm256_fmadd_ps(a0, b0, c00);                                     \
+        c01 = _mm256_fmadd_ps(a0, b1, c01);                                     \
+        c10 = _mm256_fmadd_ps(a1, b0, c10);                                     \
+        c11 = _mm256_fmadd_ps(a1, b1, c11);                                     \
+        a0 = _mm256_broadcast_ss(p2);                                           \
+        a1 = _mm256_broadcast_ss(p3);                                           \
+        c20 = _mm256_fmadd_ps(a0, b0, c20);                                     \
+        c21 = _mm256_fmadd_ps(a0, b1, c21);                                     \
+        c30 = _mm256_fmadd_ps(a1, b0, c30);                                     \
+        c31 = _mm256_fmadd_ps(a1, b1, c31);                                     \
+        a0 = _mm256_broadcast_ss(p4);                                           \
+        a1 = _mm256_broadcast_ss(p5);                                           \
+        c40 = _mm256_fmadd_ps(a0, b0, c40);                                     \
+        c41 = _mm256_fmadd_ps(a0, b1, c41);                                     \
+        c50 = _mm256_fmadd_ps(a1, b0, c50);                                     \
+        c51 = _mm256_fmadd_ps(a1, b1, c51);                                     \
+    } while (0)
+
 VT_AVX2 static inline __attribute__((always_inline)) void
-kernel_core(int kc, const float *a, ptrdiff_t rs, ptrdiff_t ks, int run, ptrdiff_t jump,
-            const float *b, float *c, size_t ldc, const float *init, int mv, int nv,
-            const ptrdiff_t *cols)
+store_6x16(__m256 c00, __m256 c01, __m256 c10, __m256 c11, __m256 c20, __m256 c21,
+           __m256 c30, __m256 c31, __m256 c40, __m256 c41, __m256 c50, __m256 c51,
+           float *c, size_t ldc, const float *init, int mv, int nv, const ptrdiff_t *cols)
 {
-    /* C's rows are a whole output row apart: fetch them now, or their
-     * misses land after the loop, exposed. */
-    for (int i = 0; i < MR && !cols; i++) {
-        _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + (size_t)i * ldc + NR - 1), _MM_HINT_T0);
-    }
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
-           c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (int k0 = 0; k0 < kc; k0 += run, a += jump) {
-        const float *ar = a, *ar3 = a + 3 * rs;
-        for (int k = 0; k < run; k++) {
-            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-            __m256 a0 = _mm256_broadcast_ss(ar), a1 = _mm256_broadcast_ss(ar + rs);
-            c00 = _mm256_fmadd_ps(a0, b0, c00);
-            c01 = _mm256_fmadd_ps(a0, b1, c01);
-            c10 = _mm256_fmadd_ps(a1, b0, c10);
-            c11 = _mm256_fmadd_ps(a1, b1, c11);
-            a0 = _mm256_broadcast_ss(ar + 2 * rs);
-            a1 = _mm256_broadcast_ss(ar3);
-            c20 = _mm256_fmadd_ps(a0, b0, c20);
-            c21 = _mm256_fmadd_ps(a0, b1, c21);
-            c30 = _mm256_fmadd_ps(a1, b0, c30);
-            c31 = _mm256_fmadd_ps(a1, b1, c31);
-            a0 = _mm256_broadcast_ss(ar3 + rs);
-            a1 = _mm256_broadcast_ss(ar3 + 2 * rs);
-            c40 = _mm256_fmadd_ps(a0, b0, c40);
-            c41 = _mm256_fmadd_ps(a0, b1, c41);
-            c50 = _mm256_fmadd_ps(a1, b0, c50);
-            c51 = _mm256_fmadd_ps(a1, b1, c51);
-            ar += ks;
-            ar3 += ks;
-            b += NR;
-        }
-    }
     if (mv == MR && nv == NR && !cols) {
 #define ROW(i, lo, hi)                                                          \
     do {                                                                        \
@@ -141,21 +143,46 @@ kernel_core(int kc, const float *a, ptrdiff_t rs, ptrdiff_t ks, int run, ptrdiff
     }
 }
 
+#define C_STORE()                                                               \
+    store_6x16(c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c, ldc, init, \
+               mv, nv, cols)
+
 /* a: a packed panel, kc x MR tap-major. */
 VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c,
                                 size_t ldc, const float *init, int mv, int nv,
                                 const ptrdiff_t *cols)
 {
-    kernel_core(kc, a, 1, MR, kc, 0, b, c, ldc, init, mv, nv, cols);
+    C_PREFETCH();
+    C_ZERO();
+    for (int k = 0; k < kc; k++) {
+        FMA_STEP(a, a + 1, a + 2, a + 3, a + 4, a + 5);
+        a += MR;
+        b += NR;
+    }
+    C_STORE();
 }
 
-/* a: MR rows of taps in place, rs apart; runs of run taps, jump apart. */
+/* a: MR rows of taps in place, rs apart, in runs of run taps (kc a
+ * multiple), each run jump after the last's start: the data gradient's
+ * layer weights (runs of one filter's taps, see igemm_forward), or a
+ * ragged panel's copy (rs its row length, one run). */
 VT_AVX2 static void kernel_6x16_rows(int kc, const float *a, ptrdiff_t rs, int run,
                                      ptrdiff_t jump, const float *b, float *c, size_t ldc,
                                      const float *init, int mv, int nv,
                                      const ptrdiff_t *cols)
 {
-    kernel_core(kc, a, rs, 1, run, jump, b, c, ldc, init, mv, nv, cols);
+    C_PREFETCH();
+    C_ZERO();
+    for (int k0 = 0; k0 < kc; k0 += run, a += jump) {
+        const float *ar = a, *ar3 = a + 3 * rs;
+        for (int k = 0; k < run; k++) {
+            FMA_STEP(ar, ar + rs, ar + 2 * rs, ar3, ar3 + rs, ar3 + 2 * rs);
+            ar++;
+            ar3++;
+            b += NR;
+        }
+    }
+    C_STORE();
 }
 
 /* src[0], src[2], ..., src[14]: a w-stride-2 run. */
@@ -458,10 +485,12 @@ static void pack_weights_swapped(const float *w, int groups, int og, int kg, int
 
 static const float zeros[MR];
 
-/* The packed weights' buffer is kept between calls: C3D's are up to 28 MB,
- * and a fresh allocation each call pays its page faults again (with the
- * old packing loop, packing and faults were 15% of conv5a's forward). One
- * per thread, as ops may run inside a parallel region. */
+/* The packed weights' buffer is kept between calls: C3D's are up to 28 MB
+ * (conv5's, packed from batch 11 on; below that it has one chunk and reads
+ * its weights in place), and a fresh allocation each call pays its page
+ * faults again (with the old packing loop, packing and faults were 15% of
+ * conv5a's forward). One per thread, as ops may run inside a parallel
+ * region. */
 static _Thread_local float *packed;
 static _Thread_local size_t packed_cap;
 
@@ -525,21 +554,21 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
     const long items = per * msplit;
     const double macs = (double)g->o * kg * (double)total;
 
-    /* With one chunk (few positions: C3D's conv5, 196 at batch 2) every
-     * weight is used by that chunk alone, so packing them wrote and read
-     * back a copy for nothing: 28 MB for conv5, 15-25% of its forward and
-     * more of its data gradient, whose swapped pack is a gather. There the
-     * kernel reads the weights in place, broadcasting from 6 rows at once.
-     * Swapped (the data gradient), tap o * kvol + i of output channel c is
-     * w[o][c][kvol - 1 - i]: reversing the columns' taps within each filter
-     * makes that w[o][c][i], runs of kvol floats in place, rows kvol apart
-     * and runs og * kvol apart; the K blocks then hold whole runs. A ragged
-     * last panel (og not a multiple of 6) is copied, with zero rows, so no
-     * row is read past the weights' end. With several chunks the packed
-     * weights are reused, and the runs' loop cost more than the pack
-     * saves (conv3a's data gradient: 5-10%). */
-    const int direct = per == 1;
-    const int kcb = !(direct && swapped) ? KC : kvol <= KC ? KC / kvol * kvol : kvol;
+    /* The data gradient with one chunk (few positions: C3D's conv5, 196 at
+     * batch 2) reads its weights in place: every weight is used by that
+     * chunk alone, so the swapped pack (a gather, 28 MB for conv5, 20-25%
+     * of the pass) only wrote and read back a copy. Tap o * kvol + i of
+     * its output channel c is w[o][c][kvol - 1 - i]; reversing the
+     * columns' taps within each filter makes that w[o][c][i], runs of kvol
+     * floats in place, rows kvol apart and runs og * kvol apart, and the K
+     * blocks hold whole runs. A ragged last panel (og not a multiple of 6)
+     * is copied, with zero rows, so no row is read past the weights' end.
+     * Measured, not assumed: the forward's weights read in place (6 rows
+     * kg apart) were no faster than packed, even with the one chunk, and
+     * the runs' loop with several chunks was slower than packing once
+     * (conv3a's data gradient: 5-10%). */
+    const int direct = per == 1 && swapped;
+    const int kcb = !direct ? KC : kvol <= KC ? KC / kvol * kvol : kvol;
     float *ap = NULL, *rag = NULL;
     if (!direct) {
         ap = packed_weights((size_t)g->groups * mp * kg * MR);
@@ -556,8 +585,6 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                 const int c = (mp - 1) * MR + r;
                 if (r >= live)
                     memset(d, 0, (size_t)kg * sizeof *d);
-                else if (!swapped)
-                    memcpy(d, w + ((size_t)gr * og + c) * kg, (size_t)kg * sizeof *d);
                 else
                     for (int o = 0; o < kg / kvol; o++)
                         memcpy(d + (size_t)o * kvol,
@@ -566,7 +593,7 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
             }
     }
     int *off = tap_offsets(g, &pd, kg);
-    if (direct && swapped)
+    if (direct)
         for (int k = 0; k < kg; k += kvol)
             for (int i = 0, j = kvol - 1; i < j; i++, j--) {
                 const int t = off[k + i];
@@ -599,8 +626,8 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                     for (int ic = m0; ic < m1; ic += mcp) {
                         const int ie = ic + mcp < m1 ? ic + mcp : m1;
                         /* Read in place, the next block's weights are
-                         * fetched into L2 while this one runs: their rows
-                         * (or runs) are too many streams for the
+                         * fetched into L2 while this one runs: one run per
+                         * filter of the layer, too many streams for the
                          * prefetcher, and few positions hide no misses. */
                         const float *nb = NULL;
                         long nspan = 0, slen = 0, sstr = 0;
@@ -613,17 +640,10 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                             const int nkc = kg - nk0 < kcb ? kg - nk0 : kcb;
                             const int ni1 = ni0 + mcp < m1 ? ni0 + mcp : m1;
                             const int r0 = ni0 * MR, r1 = ni1 * MR < og ? ni1 * MR : og;
-                            if (!swapped) {
-                                nb = wg + (size_t)r0 * kg + nk0;
-                                nspan = r1 - r0;
-                                slen = nkc;
-                                sstr = kg;
-                            } else {
-                                nb = wg + ((size_t)(nk0 / kvol) * og + r0) * kvol;
-                                nspan = nkc / kvol;
-                                slen = (long)(r1 - r0) * kvol;
-                                sstr = (long)og * kvol;
-                            }
+                            nb = wg + ((size_t)(nk0 / kvol) * og + r0) * kvol;
+                            nspan = nkc / kvol;
+                            slen = (long)(r1 - r0) * kvol;
+                            sstr = (long)og * kvol;
                         }
                         const long lps = (slen + 15) / 16 + 1, nlines = nspan * lps;
                         for (int jb = 0; jb < npan; jb++) {
@@ -650,9 +670,6 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                                     kernel_6x16_rows(kc, rag + (size_t)gr * MR * kg + k0, kg,
                                                      kc, 0, bj, ct0, (size_t)p, init, mv, nv,
                                                      cols);
-                                else if (!swapped)
-                                    kernel_6x16_rows(kc, wg + (size_t)ir * MR * kg + k0, kg, kc,
-                                                     0, bj, ct0, (size_t)p, init, mv, nv, cols);
                                 else
                                     kernel_6x16_rows(
                                         kc, wg + ((size_t)(k0 / kvol) * og + (size_t)ir * MR) * kvol,
