@@ -251,8 +251,8 @@ static int *tap_offsets(const vt_conv_geom *g, const padded *pd, int kg)
 /* The padded input's buffer is kept between calls, one per thread, grown
  * when a layer needs more: a fresh one each call paid its page faults
  * again, and on this VM first touches are slow and erratic: C3D's conv2a
- * data gradient at batch 2 pads 62 MB, which took 3 to 147 ms to fill
- * fresh, 4 ms reused, in a 300 ms convolution. The C3D training step at
+ * data gradient at batch 2 pads 62 MB, which took 7 to 147 ms to fill
+ * fresh (3-4 ms for a reused 31 MB one), in a 300 ms convolution. The C3D training step at
  * batch 4 went from 7.10 to 6.75 s (medians of 3 alternating runs), and
  * its peak RSS down from 1448 to 1431 MB: fewer mappings come and go. */
 static _Thread_local float *pad_buf;
