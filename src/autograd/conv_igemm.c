@@ -59,9 +59,10 @@ static void *xalloc(size_t bytes, const char *what)
  * adds the same two numbers as the full one, so an element's value never
  * depends on whether its micro-tile was ragged. Two variants, which differ
  * only in where A's 6 values of tap k are: kernel_6x16 reads packed
- * panels, kernel_6x16_rows the data gradient's weights in place. They share the FMA step and
- * the store, and the packed one keeps its single loop (a generic loop over
- * runs served both at first; it was not measurably slower). */
+ * panels, kernel_6x16_rows the data gradient's weights in place. They
+ * share the FMA step and the store; the packed one keeps its single loop
+ * (a generic loop over runs served both at first; it was not measurably
+ * slower, but the packed kernel is the hot one of every pass). */
 
 /* C's rows are a whole output row apart: fetch them now, or their misses
  * land after the loop, exposed. */
@@ -252,9 +253,10 @@ static int *tap_offsets(const vt_conv_geom *g, const padded *pd, int kg)
  * when a layer needs more: a fresh one each call paid its page faults
  * again, and on this VM first touches are slow and erratic: C3D's conv2a
  * data gradient at batch 2 pads 62 MB, which took 7 to 147 ms to fill
- * fresh (3-4 ms for a reused 31 MB one), in a 300 ms convolution. The C3D training step at
- * batch 4 went from 7.10 to 6.75 s (medians of 3 alternating runs), and
- * its peak RSS down from 1448 to 1431 MB: fewer mappings come and go. */
+ * fresh (3-4 ms for a reused 31 MB one), in a 300 ms convolution. The
+ * C3D training step at batch 4 went from 7.10 to 6.75 s (medians of 3
+ * alternating runs), and its peak RSS down from 1448 to 1431 MB: fewer
+ * mappings come and go. */
 static _Thread_local float *pad_buf;
 static _Thread_local size_t pad_cap;
 
@@ -486,11 +488,11 @@ static void pack_weights_swapped(const float *w, int groups, int og, int kg, int
 static const float zeros[MR];
 
 /* The packed weights' buffer is kept between calls: C3D's are up to 28 MB
- * (conv5's, packed from batch 11 on; below that it has one chunk and reads
- * its weights in place), and a fresh allocation each call pays its page
- * faults again (with the old packing loop, packing and faults were 15% of
- * conv5a's forward). One per thread, as ops may run inside a parallel
- * region. */
+ * (conv5's; its data gradient packs them only from batch 11 on, and reads
+ * them in place below that), and a fresh allocation each call pays its
+ * page faults again (with the old packing loop, packing and faults were
+ * 15% of conv5a's forward). One per thread, as ops may run inside a
+ * parallel region. */
 static _Thread_local float *packed;
 static _Thread_local size_t packed_cap;
 
@@ -566,7 +568,7 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
      * Measured, not assumed: the forward's weights read in place (6 rows
      * kg apart) were no faster than packed, even with the one chunk, and
      * the runs' loop with several chunks was slower than packing once
-     * (conv3a's data gradient: 5-10%). */
+     * (conv3a's data gradient: 5-20% slower). */
     const int direct = per == 1 && swapped;
     const int kcb = !direct ? KC : kvol <= KC ? KC / kvol * kvol : kvol;
     float *ap = NULL, *rag = NULL;
