@@ -76,27 +76,23 @@ static void *xalloc(size_t bytes, const char *what)
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, \
            c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00
 
+/* rows i and j of the tile: A's values at pi and pj times B's b0, b1 */
+#define FMA_ROWS(pi, pj, ci0, ci1, cj0, cj1)                                    \
+    do {                                                                        \
+        const __m256 ai = _mm256_broadcast_ss(pi), aj = _mm256_broadcast_ss(pj); \
+        ci0 = _mm256_fmadd_ps(ai, b0, ci0);                                     \
+        ci1 = _mm256_fmadd_ps(ai, b1, ci1);                                     \
+        cj0 = _mm256_fmadd_ps(aj, b0, cj0);                                     \
+        cj1 = _mm256_fmadd_ps(aj, b1, cj1);                                     \
+    } while (0)
+
 /* one tap: A's 6 values at p0..p5, B's 16 at b */
 #define FMA_STEP(p0, p1, p2, p3, p4, p5)                                        \
     do {                                                                        \
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);              \
-        __m256 a0 = _mm256_broadcast_ss(p0), a1 = _mm256_broadcast_ss(p1);      \
-        c00 = _mm256_fmadd_ps(a0, b0, c00);                                     \
-        c01 = _mm256_fmadd_ps(a0, b1, c01);                                     \
-        c10 = _mm256_fmadd_ps(a1, b0, c10);                                     \
-        c11 = _mm256_fmadd_ps(a1, b1, c11);                                     \
-        a0 = _mm256_broadcast_ss(p2);                                           \
-        a1 = _mm256_broadcast_ss(p3);                                           \
-        c20 = _mm256_fmadd_ps(a0, b0, c20);                                     \
-        c21 = _mm256_fmadd_ps(a0, b1, c21);                                     \
-        c30 = _mm256_fmadd_ps(a1, b0, c30);                                     \
-        c31 = _mm256_fmadd_ps(a1, b1, c31);                                     \
-        a0 = _mm256_broadcast_ss(p4);                                           \
-        a1 = _mm256_broadcast_ss(p5);                                           \
-        c40 = _mm256_fmadd_ps(a0, b0, c40);                                     \
-        c41 = _mm256_fmadd_ps(a0, b1, c41);                                     \
-        c50 = _mm256_fmadd_ps(a1, b0, c50);                                     \
-        c51 = _mm256_fmadd_ps(a1, b1, c51);                                     \
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);       \
+        FMA_ROWS(p0, p1, c00, c01, c10, c11);                                   \
+        FMA_ROWS(p2, p3, c20, c21, c30, c31);                                   \
+        FMA_ROWS(p4, p5, c40, c41, c50, c51);                                   \
     } while (0)
 
 VT_AVX2 static inline __attribute__((always_inline)) void
