@@ -405,7 +405,13 @@ VT_AVX2 static void pack_cols(const vt_conv_geom *g, const float *xg,
 
 /* Weights of every group as [group][K block][panel of MR channels][tap of
  * the block][MR], rows past the group's channel count zero: the panels one
- * MC block multiplies with one K block are one contiguous run. */
+ * MC block multiplies with one K block are one contiguous run. Where panel
+ * ir of group gr starts in K block k0 (kc taps long): */
+static float *packed_panel(float *ap, int mp, int kg, int gr, int ir, int k0, int kc)
+{
+    return ap + (size_t)gr * mp * kg * MR + ((size_t)k0 * mp + (size_t)ir * kc) * MR;
+}
+
 VT_AVX2 static void pack_weights(const float *w, int groups, int og, int kg, int mp,
                                  float *ap)
 {
@@ -417,11 +423,10 @@ VT_AVX2 static void pack_weights(const float *w, int groups, int og, int kg, int
 #pragma omp parallel for schedule(static) if ((size_t)groups * og * kg > 65536 && !omp_in_parallel())
     for (int q = 0; q < groups * mp; q++) {
         const int gr = q / mp, ir = q % mp;
-        float *dg = ap + (size_t)gr * mp * kg * MR;
         const int live = og - ir * MR < MR ? og - ir * MR : MR;
         for (int k0 = 0; k0 < kg; k0 += KC) {
             const int kc = kg - k0 < KC ? kg - k0 : KC;
-            float *d = dg + ((size_t)k0 * mp + (size_t)ir * kc) * MR;
+            float *d = packed_panel(ap, mp, kg, gr, ir, k0, kc);
             const float *s[MR];
             for (int i = 0; i < MR; i++)
                 s[i] = w + ((size_t)gr * og + (size_t)ir * MR + (size_t)(i < live ? i : 0)) * kg + k0;
@@ -461,11 +466,10 @@ static void pack_weights_swapped(const float *w, int groups, int og, int kg, int
 #pragma omp parallel for schedule(static) if ((size_t)groups * og * kg > 65536 && !omp_in_parallel())
     for (int q = 0; q < groups * mp; q++) {
         const int gr = q / mp, ir = q % mp;
-        float *dg = ap + (size_t)gr * mp * kg * MR;
         const int live = og - ir * MR < MR ? og - ir * MR : MR;
         for (int k0 = 0; k0 < kg; k0 += KC) {
             const int kc = kg - k0 < KC ? kg - k0 : KC;
-            float *d = dg + ((size_t)k0 * mp + (size_t)ir * kc) * MR;
+            float *d = packed_panel(ap, mp, kg, gr, ir, k0, kc);
             int o = k0 / kvol, i = k0 % kvol;
             for (int k = 0; k < kc; k++, d += MR) {
                 const float *src =
@@ -615,7 +619,6 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
             for (int gr = 0; gr < g->groups; gr++) {
                 const float *xg = xp + (size_t)gr * cg * pd.vol;
                 float *yg = y + (size_t)gr * og * p;
-                const float *ag = ap ? ap + (size_t)gr * mp * kg * MR : NULL;
                 const float *wg = w + (size_t)gr * og * kg; /* og * kg: either way */
                 for (int k0 = 0; k0 < kg; k0 += kcb) {
                     const int kc = kg - k0 < kcb ? kg - k0 : kcb;
@@ -661,9 +664,9 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                                                     : b ? b + (size_t)gr * og + (size_t)ir * MR
                                                         : zeros;
                                 float *ct0 = cj + (size_t)ir * MR * p;
-                                if (ag)
-                                    kernel_6x16(kc, ag + ((size_t)k0 * mp + (size_t)ir * kc) * MR,
-                                                bj, ct0, (size_t)p, init, mv, nv, cols);
+                                if (ap)
+                                    kernel_6x16(kc, packed_panel(ap, mp, kg, gr, ir, k0, kc), bj,
+                                                ct0, (size_t)p, init, mv, nv, cols);
                                 else if (mv < MR)
                                     kernel_6x16_rows(kc, rag + (size_t)gr * MR * kg + k0, kg,
                                                      kc, 0, bj, ct0, (size_t)p, init, mv, nv,
