@@ -7,6 +7,28 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+/* Large buffers (activations, gradients, parameters, the conv kernels'
+ * scratch) on 2 MB pages where the kernel allows it (transparent huge
+ * pages in "madvise" mode, Debian's default): a conv's output tile writes
+ * 6 channels' rows a whole feature map apart, a different 4 KB page each,
+ * and on a virtual machine every TLB miss walks two page tables. */
+void *vt_alloc_big(size_t bytes)
+{
+    enum { HUGE = 2 << 20 };
+    if (bytes < 2 * (size_t)HUGE)
+        return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    const size_t size = (bytes + HUGE - 1) & ~(size_t)(HUGE - 1);
+    void *p = aligned_alloc(HUGE, size);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (p)
+        madvise(p, size, MADV_HUGEPAGE);
+#endif
+    return p;
+}
 
 struct vt_arena_chunk {
     vt_arena_chunk *next;
@@ -18,7 +40,7 @@ static vt_arena_chunk *chunk_new(size_t size)
 {
     vt_arena_chunk *ch = malloc(sizeof *ch);
     VT_ASSERT(ch, "out of memory");
-    ch->mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+    ch->mem = vt_alloc_big(size);
     VT_ASSERT(ch->mem, "out of memory allocating a %zu-byte arena chunk", size);
     ch->size = size;
     ch->used = 0;
@@ -241,7 +263,7 @@ void *vt_arena_pool_take(vt_arena *a, size_t bytes)
     }
     int own = mem == NULL;
     if (own) {
-        mem = aligned_alloc(64, need);
+        mem = vt_alloc_big(need);
         VT_ASSERT(mem, "out of memory allocating a %zu-byte buffer", need);
         a->pool_held += need;
         pl->own_bytes += need;
@@ -380,7 +402,7 @@ static void pool_reset(vt_arena *a)
         size_t size = plan_offsets(pl->rec, pl->n_rec);
         free(pl->region);
         a->pool_held -= pl->region_size;
-        pl->region = size ? aligned_alloc(64, size) : NULL;
+        pl->region = size ? vt_alloc_big(size) : NULL;
         VT_ASSERT(!size || pl->region, "out of memory allocating a %zu-byte pool", size);
         pl->region_size = size;
         a->pool_held += size;

@@ -47,7 +47,7 @@ int vt_conv_igemm_supported(void) { return vt_cpu_avx2(); }
 
 static void *xalloc(size_t bytes, const char *what)
 {
-    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    void *p = vt_alloc_big(bytes);
     VT_ASSERT(p, "conv: out of memory for %s (%zu bytes)", what, bytes);
     return p;
 }

@@ -82,6 +82,9 @@ typedef struct {
     int pool_poison;             /* tests: NaN-fill buffers as they go back */
 } vt_arena;
 
+/* 64-byte aligned, on huge pages when large; release with free(). */
+void *vt_alloc_big(size_t bytes);
+
 void vt_arena_init(vt_arena *a, size_t chunk_size);
 void *vt_arena_alloc(vt_arena *a, size_t bytes);  /* 64-byte aligned */
 void *vt_arena_calloc(vt_arena *a, size_t bytes);
