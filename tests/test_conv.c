@@ -224,6 +224,102 @@ START_TEST(fast_matches_reference)
 }
 END_TEST
 
+/* ==== ReLU fused into the convolution ================================== */
+
+/* vt_conv3d_relu against vt_relu(vt_conv3d(...)) on the same data, bit for
+ * bit: y without a gradient (the fused store), and y, gx, gw, gb with one
+ * (conv node + in-place ReLU). Both signs must be common in y, or the
+ * comparison would not show the ReLU applied. */
+static void relu_fused_case(vt_ctx *c, const conv_case *k, uint64_t seed, const char *what)
+{
+    for (int grad = 0; grad <= 1; grad++) {
+        /* per variant: y, gx, gw, gb, one after the other */
+        float *out[2] = {NULL, NULL};
+        size_t ny = 0, nx = 0, nw = 0, nb = 0;
+        for (int v = 0; v < 2; v++) {
+            vt_ctx_reset(c);
+            c->grad_enabled = grad;
+            vt_tensor *x = vtt_rand(c, 5, k->x, -1, 1, seed, grad);
+            vt_tensor *w = vtt_rand(c, 5, k->w, -0.5f, 0.5f, seed + 1, grad);
+            vt_tensor *b = k->bias ? vtt_rand(c, 1, k->w, -1, 1, seed + 2, grad) : NULL;
+            vt_tensor *y = v ? vt_conv3d_relu(c, x, w, b, &k->a)
+                             : vt_relu(c, vt_conv3d(c, x, w, b, &k->a));
+            ny = y->numel;
+            nx = grad ? x->numel : 0;
+            nw = grad ? w->numel : 0;
+            nb = grad && b ? b->numel : 0;
+            out[v] = malloc((ny + nx + nw + nb) * sizeof(float));
+            memcpy(out[v], y->data, ny * sizeof(float));
+            if (!grad) {
+                ck_assert_uint_eq(c->n_nodes, 0);
+                continue;
+            }
+            float *gy = malloc(ny * sizeof *gy);
+            vtt_fill(gy, ny, -1, 1, seed + 3);
+            vt_backward_seed(c, y, gy);
+            free(gy);
+            memcpy(out[v] + ny, x->grad, nx * sizeof(float));
+            memcpy(out[v] + ny + nx, w->grad, nw * sizeof(float));
+            if (b)
+                memcpy(out[v] + ny + nx + nw, b->grad, nb * sizeof(float));
+        }
+        size_t zero = 0, pos = 0;
+        for (size_t i = 0; i < ny; i++) {
+            zero += out[1][i] == 0.0f;
+            pos += out[1][i] > 0.0f;
+        }
+        ck_assert_msg(zero > ny / 5 && pos > ny / 5, "%s: %zu zeros, %zu positives of %zu",
+                      what, zero, pos, ny);
+        ck_assert_msg(!memcmp(out[0], out[1], ny * sizeof(float)), "%s, %s: fused y differs",
+                      what, grad ? "grad" : "no grad");
+        ck_assert_msg(!memcmp(out[0] + ny, out[1] + ny, (nx + nw + nb) * sizeof(float)),
+                      "%s: fused gradients differ", what);
+        free(out[0]);
+        free(out[1]);
+    }
+}
+
+START_TEST(relu_fused_matches_unfused)
+{
+    static const conv_case cases[] = {
+        /* 3 x 1680 positions: several chunks, micro-panels across rows
+         * and samples; K = 135, one block */
+        {{3, 5, 4, 20, 21}, {7, 5, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        /* K = 648: the ReLU only at the third K block's store */
+        {{3, 24, 2, 3, 3}, {40, 24, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        /* strides, asymmetric padding, dilation, 3 groups, K = 300 in 2 */
+        {{3, 9, 5, 7, 5}, {21, 3, 3, 2, 3}, {{2, 1, 2}, {1, 0, 2}, {1, 2, 1}, 3}, 1},
+        {{2, 12, 3, 4, 9}, {13, 12, 1, 5, 5}, {{1, 1, 2}, {0, 2, 2}, {1, 1, 2}, 1}, 0},
+        /* the 1x1x1 shortcut */
+        {{2, 8, 3, 5, 6}, {5, 8, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},
+    };
+    vt_ctx c;
+    vt_ctx_init(&c, 1);
+    char what[64];
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_IGEMM; path++) {
+        vt_conv_set_path(path);
+        for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
+            snprintf(what, sizeof what, "%s path, case %d", path_name(path), s);
+            relu_fused_case(&c, &cases[s], 700 + 10 * (uint64_t)s, what);
+        }
+        /* conv2d_frames: 2 x 3 frames of 9 x 13, stride 2, no bias */
+        for (int grad = 0; grad <= 1; grad++) {
+            vt_ctx_reset(&c);
+            c.grad_enabled = grad;
+            vt_conv2d_args a = {{2, 2}, {1, 1}, {1, 1}, 1};
+            vt_tensor *x = vtt_rand(&c, VTT_SHAPE(2, 4, 3, 9, 13), -1, 1, 5, 0);
+            vt_tensor *w = vtt_rand(&c, VTT_SHAPE(6, 4, 3, 3), -1, 1, 6, grad);
+            vt_tensor *y0 = vt_relu(&c, vt_conv2d_frames(&c, x, w, NULL, &a));
+            vt_tensor *y1 = vt_conv2d_frames_relu(&c, x, w, NULL, &a);
+            ck_assert_mem_eq(y0->data, y1->data, y0->numel * sizeof(float));
+            ck_assert_uint_eq(c.n_nodes, (grad ? 4 : 0)); /* conv + relu, twice */
+        }
+    }
+    vt_conv_set_path(VT_CONV_PATH_AUTO);
+    vt_ctx_free(&c);
+}
+END_TEST
+
 /* ==== PyTorch parity =================================================== */
 
 static const char *const FIXTURE_CASES[] = {
@@ -539,6 +635,7 @@ static Suite *conv_suite(void)
     tcase_add_test(tc, gradcheck_conv3d);
     tcase_add_test(tc, gradcheck_conv2d_frames);
     tcase_add_test(tc, fast_matches_reference);
+    tcase_add_test(tc, relu_fused_matches_unfused);
     tcase_add_test(tc, pytorch_parity);
     tcase_add_test(tc, threads_deterministic);
     suite_add_tcase(s, tc);

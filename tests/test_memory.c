@@ -187,11 +187,13 @@ static void release_matches_keep_all(int train)
         printf("%s: pool peak %zu bytes keep-everything, %zu releasing (%.2f), region %zu\n",
                what, keep.arena.pool_peak, rel.arena.pool_peak,
                (double)rel.arena.pool_peak / (double)keep.arena.pool_peak, held);
-    /* Releasing keeps a few activations at a time: at most 0.6 of keeping
-     * everything (measured 0.25 for training; 0.46 for evaluation, where
-     * the input and the first conv's output, alive together, are half of
-     * this front-heavy net's activations). */
-    ck_assert_msg(5 * rel.arena.pool_peak <= 3 * keep.arena.pool_peak,
+    /* Releasing keeps a few activations at a time: at most 0.3 of keeping
+     * everything for training (measured 0.25), 0.7 for evaluation
+     * (measured 0.63: the input and the first conv's output, alive
+     * together, are most of this front-heavy net's activations, and with
+     * the convs' ReLUs fused there is no second copy of each conv's output
+     * on the keep-everything side; 0.46 before). */
+    ck_assert_msg(10 * rel.arena.pool_peak <= (size_t)(train ? 3 : 7) * keep.arena.pool_peak,
                   "%s: pool peak %zu bytes releasing vs %zu keeping everything", what,
                   rel.arena.pool_peak, keep.arena.pool_peak);
     /* The planned region holds every step's buffers at their own offsets:

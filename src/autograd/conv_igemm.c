@@ -98,16 +98,22 @@ static void *xalloc(size_t bytes, const char *what)
 VT_AVX2 static inline __attribute__((always_inline)) void
 store_6x16(__m256 c00, __m256 c01, __m256 c10, __m256 c11, __m256 c20, __m256 c21,
            __m256 c30, __m256 c31, __m256 c40, __m256 c41, __m256 c50, __m256 c51,
-           float *c, size_t ldc, const float *init, int mv, int nv, const ptrdiff_t *cols)
+           float *c, size_t ldc, const float *init, int mv, int nv, const ptrdiff_t *cols,
+           int relu)
 {
+    /* relu: max(v, +0) returns +0 for NaN and -0, as op_elementwise.c's
+     * ReLU (v where v > 0, else +0) does */
+    const __m256 zero = _mm256_setzero_ps();
     if (mv == MR && nv == NR && !cols) {
 #define ROW(i, lo, hi)                                                          \
     do {                                                                        \
         float *r = c + (size_t)(i) * ldc;                                       \
         __m256 s0 = init ? _mm256_set1_ps(init[i]) : _mm256_loadu_ps(r);        \
         __m256 s1 = init ? s0 : _mm256_loadu_ps(r + 8);                         \
-        _mm256_storeu_ps(r, _mm256_add_ps(s0, lo));                             \
-        _mm256_storeu_ps(r + 8, _mm256_add_ps(s1, hi));                         \
+        s0 = _mm256_add_ps(s0, lo);                                             \
+        s1 = _mm256_add_ps(s1, hi);                                             \
+        _mm256_storeu_ps(r, relu ? _mm256_max_ps(s0, zero) : s0);               \
+        _mm256_storeu_ps(r + 8, relu ? _mm256_max_ps(s1, zero) : s1);           \
     } while (0)
         ROW(0, c00, c01);
         ROW(1, c10, c11);
@@ -135,19 +141,21 @@ store_6x16(__m256 c00, __m256 c01, __m256 c10, __m256 c11, __m256 c20, __m256 c2
         float *r = c + (size_t)i * ldc;
         for (int j = 0; j < nv; j++) {
             float *e = r + (cols ? cols[j] : j);
-            *e = (init ? init[i] : *e) + t[i * NR + j];
+            const float v = (init ? init[i] : *e) + t[i * NR + j];
+            *e = !relu || v > 0.0f ? v : 0.0f;
         }
     }
 }
 
 #define C_STORE()                                                               \
     store_6x16(c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c, ldc, init, \
-               mv, nv, cols)
+               mv, nv, cols, relu)
 
-/* a: a packed panel, kc x MR tap-major. */
+/* a: a packed panel, kc x MR tap-major. relu: the tile's last K block,
+ * of a ReLU-fused forward: store max(c, 0). */
 VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c,
                                 size_t ldc, const float *init, int mv, int nv,
-                                const ptrdiff_t *cols)
+                                const ptrdiff_t *cols, int relu)
 {
     C_PREFETCH();
     C_ZERO();
@@ -166,7 +174,7 @@ VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c
 VT_AVX2 static void kernel_6x16_rows(int kc, const float *a, ptrdiff_t rs, int run,
                                      ptrdiff_t jump, const float *b, float *c, size_t ldc,
                                      const float *init, int mv, int nv,
-                                     const ptrdiff_t *cols)
+                                     const ptrdiff_t *cols, int relu)
 {
     C_PREFETCH();
     C_ZERO();
@@ -507,19 +515,20 @@ static float *packed_weights(size_t n)
 }
 
 static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
-                         const float *b, float *y, int accumulate, int swapped);
+                         const float *b, float *y, int accumulate, int swapped, int relu);
 
 int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
-                          const float *b, float *y)
+                          const float *b, float *y, int relu)
 {
-    return igemm_forward(g, x, w, b, y, 0, 0);
+    return igemm_forward(g, x, w, b, y, 0, 0, relu);
 }
 
 /* y = conv(x, w) + b, or y += conv(x, w) when accumulate (b then NULL).
  * swapped: w is a layer weight to be read swapped and reversed (see
- * pack_weights_swapped). */
+ * pack_weights_swapped). relu: y = max(that, 0), applied as the last K
+ * block stores each tile, while it is in registers. */
 static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
-                         const float *b, float *y, int accumulate, int swapped)
+                         const float *b, float *y, int accumulate, int swapped, int relu)
 {
     if (!vt_conv_igemm_supported())
         return 0;
@@ -622,6 +631,7 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                 const float *wg = w + (size_t)gr * og * kg; /* og * kg: either way */
                 for (int k0 = 0; k0 < kg; k0 += kcb) {
                     const int kc = kg - k0 < kcb ? kg - k0 : kcb;
+                    const int last = relu && k0 + kc == kg;
                     pack_cols(g, xg, ct, npan, off, k0, kc, bp);
                     const int mcp = mc_panels(m1 - m0);
                     for (int ic = m0; ic < m1; ic += mcp) {
@@ -666,16 +676,16 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                                 float *ct0 = cj + (size_t)ir * MR * p;
                                 if (ap)
                                     kernel_6x16(kc, packed_panel(ap, mp, kg, gr, ir, k0, kc), bj,
-                                                ct0, (size_t)p, init, mv, nv, cols);
+                                                ct0, (size_t)p, init, mv, nv, cols, last);
                                 else if (mv < MR)
                                     kernel_6x16_rows(kc, rag + (size_t)gr * MR * kg + k0, kg,
                                                      kc, 0, bj, ct0, (size_t)p, init, mv, nv,
-                                                     cols);
+                                                     cols, last);
                                 else
                                     kernel_6x16_rows(
                                         kc, wg + ((size_t)(k0 / kvol) * og + (size_t)ir * MR) * kvol,
                                         kvol, kvol, (ptrdiff_t)og * kvol, bj, ct0, (size_t)p, init,
-                                        mv, nv, cols);
+                                        mv, nv, cols, last);
                             }
                         }
                     }
@@ -768,7 +778,7 @@ void vt_conv_igemm_dcol(const vt_conv_geom *g, const float *wt, int gr, int p_lo
                         const int mv = kg - ir * MR < MR ? kg - ir * MR : MR;
                         kernel_6x16(oc, wg + ((size_t)o0 * mp + (size_t)ir * oc) * MR, bj,
                                     col + (size_t)ir * MR * ldcol + p0 + (size_t)jb * NR,
-                                    ldcol, o0 ? NULL : zeros, mv, nv, NULL);
+                                    ldcol, o0 ? NULL : zeros, mv, nv, NULL, 0);
                     }
                 }
             }
@@ -806,7 +816,7 @@ int vt_conv_igemm_backward_data(const vt_conv_geom *g, const float *w, const flo
     b.to = g->t;
     b.ho = g->h;
     b.wo = g->w;
-    return igemm_forward(&b, gy, w, NULL, gx, 1, 1);
+    return igemm_forward(&b, gy, w, NULL, gx, 1, 1, 0);
 }
 
 /* ==== Backward, weight ==================================================
@@ -1019,7 +1029,7 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
                             const int mv = og - fp * MR < MR ? og - fp * MR : MR;
                             kernel_6x16(kq, ap + (size_t)(fp - f0) * KQ * MR, bj,
                                         gwg + (size_t)fp * MR * kg + (size_t)tp * 16,
-                                        (size_t)kg, NULL, mv, nv, NULL);
+                                        (size_t)kg, NULL, mv, nv, NULL, 0);
                         }
                     }
                 }

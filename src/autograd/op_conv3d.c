@@ -668,16 +668,34 @@ static int use_shared(const geom *g)
     return (size_t)tile_rows(g) * g->wo < 256;
 }
 
+static void conv_forward_paths(const geom *g, const float *x, const float *w,
+                               const float *b, float *y);
+
+/* y = conv(x, w) + b, then max(y, 0) when relu: fused into the implicit
+ * GEMM's store, a pass of its own on the BLAS paths. The same values
+ * either way, and the same as vt_relu's (+0 for NaN and -0). */
 static void conv_forward(const geom *g, const float *x, const float *w,
-                         const float *b, float *y)
+                         const float *b, float *y, int relu)
+{
+    if ((path_forced == VT_CONV_PATH_AUTO || path_forced == VT_CONV_PATH_IGEMM) &&
+        vt_conv_igemm_forward(g, x, w, b, y, relu))
+        return;
+    conv_forward_paths(g, x, w, b, y);
+    if (!relu)
+        return;
+    const size_t n = (size_t)g->n * g->o * g->to * g->ho * g->wo;
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (size_t i = 0; i < n; i++)
+        y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
+static void conv_forward_paths(const geom *g, const float *x, const float *w,
+                               const float *b, float *y)
 {
     const size_t xs = (size_t)g->c * g->t * g->h * g->w;
     const size_t ys = (size_t)g->o * g->to * g->ho * g->wo;
     const int pointwise = is_pointwise(g);
     const int rows = pointwise ? 0 : tile_rows(g);
-    if ((path_forced == VT_CONV_PATH_AUTO || path_forced == VT_CONV_PATH_IGEMM) &&
-        vt_conv_igemm_forward(g, x, w, b, y))
-        return;
     if (use_shared(g)) {
         shared_forward(g, x, w, b, y);
         return;
@@ -789,23 +807,26 @@ static void conv_op_backward(vt_ctx *c, vt_node *nd)
 const vt_op_def vt_op_conv3d = {"conv3d", conv_op_backward};
 const vt_op_def vt_op_conv2d_frames = {"conv2d_frames", conv_op_backward};
 
+/* relu: with a gradient to record, the conv's node then vt_relu_inplace
+ * (whose bit mask is all the pair saves); without, fused into the conv. */
 static vt_tensor *conv_run(vt_ctx *c, const vt_op_def *op, const geom *g,
-                           vt_tensor *x, vt_tensor *w, vt_tensor *b)
+                           vt_tensor *x, vt_tensor *w, vt_tensor *b, int relu)
 {
     char buf[64];
     if (b)
         VT_ASSERT(b->numel == (size_t)g->o, "conv: bias %s for %d filters",
                   vt_shape_str(b, buf, sizeof buf), g->o);
     vt_tensor *y = vt_empty(c, 5, g->n, g->o, g->to, g->ho, g->wo);
-    conv_forward(g, x->data, w->data, b ? b->data : NULL, y->data);
     vt_tensor *in[3] = {x, w, b};
     int n_in = b ? 3 : 2;
-    if (vt_needs_grad(c, n_in, in)) {
-        geom *s = vt_arena_alloc(&c->arena, sizeof *s);
-        *s = *g;
-        vt_node_no_data(c, vt_record(c, op, n_in, in, 1, &y, s), VT_BWD_NO_OUT_DATA);
-    }
-    return y;
+    const int grad = vt_needs_grad(c, n_in, in);
+    conv_forward(g, x->data, w->data, b ? b->data : NULL, y->data, relu && !grad);
+    if (!grad)
+        return y;
+    geom *s = vt_arena_alloc(&c->arena, sizeof *s);
+    *s = *g;
+    vt_node_no_data(c, vt_record(c, op, n_in, in, 1, &y, s), VT_BWD_NO_OUT_DATA);
+    return relu ? vt_relu_inplace(c, y) : y;
 }
 
 vt_tensor *vt_conv3d(vt_ctx *c, vt_tensor *x, vt_tensor *w, vt_tensor *b,
@@ -813,11 +834,19 @@ vt_tensor *vt_conv3d(vt_ctx *c, vt_tensor *x, vt_tensor *w, vt_tensor *b,
 {
     geom g;
     geom_from_3d(&g, x, w, a);
-    return conv_run(c, &vt_op_conv3d, &g, x, w, b);
+    return conv_run(c, &vt_op_conv3d, &g, x, w, b, 0);
 }
 
-vt_tensor *vt_conv2d_frames(vt_ctx *c, vt_tensor *x, vt_tensor *w,
-                            vt_tensor *b, const vt_conv2d_args *a)
+vt_tensor *vt_conv3d_relu(vt_ctx *c, vt_tensor *x, vt_tensor *w, vt_tensor *b,
+                          const vt_conv3d_args *a)
+{
+    geom g;
+    geom_from_3d(&g, x, w, a);
+    return conv_run(c, &vt_op_conv3d, &g, x, w, b, 1);
+}
+
+static vt_tensor *conv2d_frames(vt_ctx *c, vt_tensor *x, vt_tensor *w, vt_tensor *b,
+                                const vt_conv2d_args *a, int relu)
 {
     char buf[64];
     VT_ASSERT(w->ndim == 4, "conv2d_frames: w must be (O, C/groups, kh, kw), got %s",
@@ -830,7 +859,19 @@ vt_tensor *vt_conv2d_frames(vt_ctx *c, vt_tensor *x, vt_tensor *w,
     };
     geom g;
     geom_init(&g, x, w->shape[0], w->shape[1], 1, w->shape[2], w->shape[3], &a3);
-    return conv_run(c, &vt_op_conv2d_frames, &g, x, w, b);
+    return conv_run(c, &vt_op_conv2d_frames, &g, x, w, b, relu);
+}
+
+vt_tensor *vt_conv2d_frames(vt_ctx *c, vt_tensor *x, vt_tensor *w,
+                            vt_tensor *b, const vt_conv2d_args *a)
+{
+    return conv2d_frames(c, x, w, b, a, 0);
+}
+
+vt_tensor *vt_conv2d_frames_relu(vt_ctx *c, vt_tensor *x, vt_tensor *w,
+                                 vt_tensor *b, const vt_conv2d_args *a)
+{
+    return conv2d_frames(c, x, w, b, a, 1);
 }
 
 /* ==== Reference kernels ================================================ */

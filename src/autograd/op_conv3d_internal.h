@@ -37,11 +37,12 @@ typedef struct {
 } vt_conv_geom;
 
 /* Implicit-GEMM forward (conv_igemm.c): the AVX2+FMA kernel that packs its
- * columns straight from x, no column matrix. Returns 0, having done
- * nothing, when this CPU lacks AVX2/FMA or the shape is out of its range
- * (the caller then takes the BLAS paths). */
+ * columns straight from x, no column matrix; relu: y = max(conv, 0), fused
+ * into the kernel's last store. Returns 0, having done nothing, when this
+ * CPU lacks AVX2/FMA or the shape is out of its range (the caller then
+ * takes the BLAS paths). */
 int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
-                          const float *b, float *y);
+                          const float *b, float *y, int relu);
 /* gx += the data gradient, for unit strides only (else returns 0, having
  * done nothing): a forward convolution of gy by the swapped, reversed
  * weights, on the kernel above. */

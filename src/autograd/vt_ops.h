@@ -32,6 +32,11 @@ typedef struct {
  * -> (N, O, To, Ho, Wo). A zero in stride/dilation/groups means 1. */
 vt_tensor *vt_conv3d(vt_ctx *c, vt_tensor *x, vt_tensor *w, vt_tensor *b,
                      const vt_conv3d_args *a);
+/* vt_relu_inplace(vt_conv3d(...)), the same values and gradients; with no
+ * gradient to record (evaluation) the ReLU is applied as the convolution
+ * stores its output, saving a pass over it. */
+vt_tensor *vt_conv3d_relu(vt_ctx *c, vt_tensor *x, vt_tensor *w, vt_tensor *b,
+                          const vt_conv3d_args *a);
 
 typedef struct {
     int stride[2];   /* h, w */
@@ -44,6 +49,9 @@ typedef struct {
  * -> (N, O, T, Ho, Wo); time is folded into the batch. */
 vt_tensor *vt_conv2d_frames(vt_ctx *c, vt_tensor *x, vt_tensor *w,
                             vt_tensor *b, const vt_conv2d_args *a);
+/* The same with a ReLU, as vt_conv3d_relu. */
+vt_tensor *vt_conv2d_frames_relu(vt_ctx *c, vt_tensor *x, vt_tensor *w,
+                                 vt_tensor *b, const vt_conv2d_args *a);
 
 /* Plain reference kernels (direct loops), kept beside the fast path so a
  * test can show they agree. Gradients are accumulated (+=); any of

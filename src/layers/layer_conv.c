@@ -126,14 +126,18 @@ static vt_tensor *forward(vt_model *m, vt_layer *l, vt_ctx *c, vt_tensor *const 
 {
     conv_st *s = l->st;
     vt_tensor *y;
+    /* a ReLU straight after the conv is fused into it */
+    const int relu = !s->bn.on && s->act == VT_ACT_RELU;
     if (is3d) {
-        y = vt_conv3d(c, in[0], vt_layer_p(m, s->w), vt_layer_p(m, s->b), &s->a);
+        y = (relu ? vt_conv3d_relu : vt_conv3d)(c, in[0], vt_layer_p(m, s->w),
+                                                vt_layer_p(m, s->b), &s->a);
     } else {
         vt_conv2d_args a = {{s->a.stride[1], s->a.stride[2]}, {s->a.pad[1], s->a.pad[2]},
                             {s->a.dilation[1], s->a.dilation[2]}, s->a.groups};
-        y = vt_conv2d_frames(c, in[0], vt_layer_p(m, s->w), vt_layer_p(m, s->b), &a);
+        y = (relu ? vt_conv2d_frames_relu : vt_conv2d_frames)(c, in[0], vt_layer_p(m, s->w),
+                                                              vt_layer_p(m, s->b), &a);
     }
-    return vt_layer_bn_act(m, c, &s->bn, s->act, y, 1);
+    return relu ? y : vt_layer_bn_act(m, c, &s->bn, s->act, y, 1);
 }
 
 static vt_tensor *fwd3d(vt_model *m, vt_layer *l, vt_ctx *c, vt_tensor *const *in)
