@@ -730,13 +730,22 @@ static void conv_backward(const geom *g, const float *x, const float *w,
     if (gb) {
 #pragma omp parallel for schedule(static) if ((size_t)g->n * ys > 32768)
         for (int o = 0; o < g->o; o++) {
-            double s = 0;
+            /* eight partial sums, lane l taking elements l mod 8 of each
+             * row, so the loop vectorises (one chain was latency-bound:
+             * 8 ms of conv1a's 50 ms weight gradient at batch 2); added in
+             * a fixed order, so still independent of the threads */
+            double s8[8] = {0};
             for (int n = 0; n < g->n; n++) {
                 const float *r = gy + (size_t)n * ys + (size_t)o * p;
-                for (size_t i = 0; i < p; i++)
-                    s += r[i];
+                size_t i = 0;
+                for (; i + 8 <= p; i += 8)
+                    for (int l = 0; l < 8; l++)
+                        s8[l] += r[i + l];
+                for (; i < p; i++)
+                    s8[i % 8] += r[i];
             }
-            gb[o] += (float)s;
+            gb[o] += (float)(((s8[0] + s8[1]) + (s8[2] + s8[3])) +
+                             ((s8[4] + s8[5]) + (s8[6] + s8[7])));
         }
     }
     if (!gx && !gw)
