@@ -25,7 +25,9 @@ def row(name, pas, sec, flops, cpu=None):
 
 
 def timed(fn, reps, cpu=None):
-    """Median wall time; the median CPU time goes to cpu[0] if given."""
+    """Median wall time; the median CPU time goes to cpu[0] if given.
+    Two warm-ups, as bench_ops.c."""
+    fn()
     fn()
     ts, cs = [], []
     for _ in range(reps):

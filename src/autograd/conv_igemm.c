@@ -253,6 +253,28 @@ static int *tap_offsets(const vt_conv_geom *g, const padded *pd, int kg)
     return off;
 }
 
+/* Each thread's scratch is kept between calls, grown when a call needs
+ * more: the column panel (1 MB), the position table (90 KB) and the
+ * weight gradient's dy panel. Allocated fresh each call, they came back
+ * from glibc as new pages to fault in again: some 100 faults a pass in
+ * conv1a's, on a VM where faults are slow. A thread runs one conv call at
+ * a time, so the forward and the weight gradient share them. */
+typedef struct {
+    void *p;
+    size_t cap;
+} scratch;
+static _Thread_local scratch scr_cols, scr_tab, scr_dy;
+
+static void *scratch_get(scratch *s, size_t bytes, const char *what)
+{
+    if (bytes > s->cap) {
+        free(s->p);
+        s->p = xalloc(bytes, what);
+        s->cap = bytes;
+    }
+    return s->p;
+}
+
 /* The padded input's buffer is kept between calls, one per thread, grown
  * when a layer needs more: a fresh one each call paid its page faults
  * again, and on this VM first touches are slow and erratic: C3D's conv2a
@@ -615,8 +637,8 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
 
 #pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
     {
-        float *bp = xalloc((size_t)kcb * chunk * sizeof(float), "column panel");
-        chunk_tab *ct = xalloc(sizeof *ct, "position table");
+        float *bp = scratch_get(&scr_cols, (size_t)kcb * chunk * sizeof(float), "column panel");
+        chunk_tab *ct = scratch_get(&scr_tab, sizeof *ct, "position table");
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < items; it++) {
             const int s = (int)(it % msplit);
@@ -692,8 +714,6 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                 }
             }
         }
-        free(ct);
-        free(bp);
     }
     free(rag);
     free(off);
@@ -1001,9 +1021,9 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
 
 #pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
     {
-        float *bp = xalloc((size_t)tper * 16 * KQ * sizeof(float), "column panel");
-        float *ap = xalloc(((size_t)mcp * MR * KQ + 2) * sizeof(float), "dy panel");
-        chunk_tab *ct = xalloc(sizeof *ct, "position table");
+        float *bp = scratch_get(&scr_cols, (size_t)tper * 16 * KQ * sizeof(float), "column panel");
+        float *ap = scratch_get(&scr_dy, ((size_t)mcp * MR * KQ + 2) * sizeof(float), "dy panel");
+        chunk_tab *ct = scratch_get(&scr_tab, sizeof *ct, "position table");
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < items; it++) {
             const int s = (int)(it % segs);
@@ -1035,9 +1055,6 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
                 }
             }
         }
-        free(ct);
-        free(ap);
-        free(bp);
     }
     if (part) {
 #pragma omp parallel for schedule(static) if (wsz > 65536 && th > 1)
