@@ -1,13 +1,17 @@
 /* test_lstm.c - vt_lstm: finite differences through y, h_n and c_n, the
  * fast path against the plain reference (vt_lstm_ref_forward), PyTorch
  * parity (tests/fixtures/lstm.h5 from tools/fixtures/gen_lstm.py), eval
- * mode, and thread-count independence. */
+ * mode, thread-count independence, and the recurrent sweep's own kernels:
+ * vt_sgemm_small against OpenBLAS, the vector sigmoid and tanh against
+ * double precision. */
 #include "vt_test.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vt_h5.h"
+#include "avx2_math.h"
 
 /* Central differences of step 1e-3 on a smooth function: truncation error
  * ~ eps^2 |f'''| ~ 1e-6, fp32 rounding of a sum of ~100 outputs of size ~1
@@ -445,6 +449,114 @@ START_TEST(threads_agree)
 }
 END_TEST
 
+/* ==== The sweep's kernels: small-M GEMM, vector sigmoid and tanh ======= */
+
+/* Distance in units of the last place of want (as a float). Below the
+ * smallest normal float the unit is that number (1.2e-38): the kernels
+ * give 0 where the true value is a denormal (sigmoid(-100) = 3.7e-44). */
+static double ulps(float got, double want)
+{
+    float w = (float)want;
+    double ulp = fmax(nextafterf(fabsf(w), INFINITY) - fabsf(w), 1.1754944e-38);
+    return fabs((double)got - want) / ulp;
+}
+
+/* s, t = sigmoid and tanh of x[0..8), by avx2_math.h */
+__attribute__((target("avx2,fma"))) static void sig_tanh8(const float *x, float *s, float *t)
+{
+    const __m256 v = _mm256_loadu_ps(x);
+    _mm256_storeu_ps(s, avx2_sigmoid(v));
+    _mm256_storeu_ps(t, avx2_tanh(v));
+}
+
+START_TEST(vector_math_accuracy)
+{
+    if (!vt_cpu_avx2())
+        return; /* the portable loops call libm */
+    enum { NX = 200000 };
+    static float x[NX + 16];
+    int n = 0;
+    for (int i = 0; i < NX; i++)
+        x[n++] = -40.0f + 80.0f * (float)i / NX;
+    const float special[] = {0.0f,    -0.0f,  1e-30f, -1e-30f, 1e-8f,    -1e-8f,
+                             0.625f,  -0.625f, 0.62499994f, 87.0f, -87.5f, 88.5f,
+                             -100.0f, 100.0f};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        x[n++] = special[i];
+    while (n % 8)
+        x[n++] = 1.0f;
+    double worst_s = 0, worst_t = 0;
+    for (int i = 0; i < n; i += 8) {
+        float s[8], t[8];
+        sig_tanh8(x + i, s, t);
+        for (int l = 0; l < 8; l++) {
+            const double xd = x[i + l];
+            double es = ulps(s[l], 1.0 / (1.0 + exp(-xd))), et = ulps(t[l], tanh(xd));
+            ck_assert_msg(es <= 4 && et <= 4, "x = %.9g: sigmoid %.9g (%.1f ulp), tanh %.9g (%.1f ulp)",
+                          xd, s[l], es, t[l], et);
+            worst_s = fmax(worst_s, es);
+            worst_t = fmax(worst_t, et);
+        }
+    }
+    /* the edges: infinities and NaN */
+    const float edge[8] = {INFINITY, -INFINITY, NAN, -0.0f, 0, 0, 0, 0};
+    float es[8], et[8];
+    sig_tanh8(edge, es, et);
+    ck_assert(es[0] == 1.0f && es[1] == 0.0f && isnan(es[2]));
+    ck_assert(et[0] == 1.0f && et[1] == -1.0f && isnan(et[2]) && et[3] == 0.0f && signbit(et[3]));
+    printf("vector sigmoid, tanh over %d points in [-40, 40] and edges: worst %.2f and %.2f ulp\n",
+           n, worst_s, worst_t);
+}
+END_TEST
+
+/* vt_sgemm_small against OpenBLAS at odd sizes, with row strides past the
+ * widths, both forms and both betas; and a column range split in two
+ * gives the bits of the whole, as the sweep's threads rely on. */
+START_TEST(small_gemm_matches_blas)
+{
+    static const int shapes[][3] = {{1, 1, 1},  {8, 1024, 512}, {3, 7, 5},   {5, 25, 13},
+                                    {4, 24, 8}, {9, 50, 37},    {13, 3, 70}, {2, 49, 2048}};
+    int checked = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+        for (int tb = 0; tb < 2; tb++)
+            for (int beta = 0; beta < 2; beta++) {
+                const int lda = k + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+                const size_t nb = (size_t)(tb ? n : k) * ldb;
+                float *a = malloc((size_t)m * lda * sizeof *a), *b = malloc(nb * sizeof *b);
+                float *c0 = malloc((size_t)m * ldc * sizeof *c0);
+                float *c1 = malloc((size_t)m * ldc * sizeof *c1);
+                float *c2 = malloc((size_t)m * ldc * sizeof *c2);
+                vtt_fill(a, (size_t)m * lda, -1, 1, 100 + si);
+                vtt_fill(b, nb, -1, 1, 200 + si);
+                vtt_fill(c0, (size_t)m * ldc, -1, 1, 300 + si);
+                memcpy(c1, c0, (size_t)m * ldc * sizeof *c0);
+                memcpy(c2, c0, (size_t)m * ldc * sizeof *c0);
+                vt_sgemm(0, tb, m, n, k, 1.0f, a, lda, b, ldb, beta ? 1.0f : 0.0f, c0, ldc);
+                vt_sgemm_small(tb, m, n, k, a, lda, b, ldb, beta, c1, ldc);
+                const int cut = n / 3;
+                vt_sgemm_small(tb, m, cut, k, a, lda, b, ldb, beta, c2, ldc);
+                vt_sgemm_small(tb, m, n - cut, k, a, lda, b + (size_t)cut * (tb ? ldb : 1),
+                               ldb, beta, c2 + cut, ldc);
+                char what[96];
+                snprintf(what, sizeof what, "small gemm m=%d n=%d k=%d trans_b=%d beta=%d", m,
+                         n, k, tb, beta);
+                /* columns past n (the row padding) stay as they were */
+                vtt_assert_close(what, c1, c0, (size_t)m * ldc, 1e-5, 1e-5 * sqrt(k));
+                ck_assert_mem_eq(c2, c1, (size_t)m * ldc * sizeof *c1);
+                checked++;
+                free(a);
+                free(b);
+                free(c0);
+                free(c1);
+                free(c2);
+            }
+    }
+    printf("small gemm: %d cases match OpenBLAS; split columns bit-identical (%s)\n", checked,
+           vt_cpu_avx2() ? "AVX2 kernels" : "portable: OpenBLAS itself");
+}
+END_TEST
+
 static Suite *lstm_suite(void)
 {
     Suite *s = suite_create("lstm");
@@ -455,6 +567,8 @@ static Suite *lstm_suite(void)
     tcase_add_test(tc, pytorch_parity);
     tcase_add_test(tc, eval_mode_records_nothing);
     tcase_add_test(tc, threads_agree);
+    tcase_add_test(tc, vector_math_accuracy);
+    tcase_add_test(tc, small_gemm_matches_blas);
     suite_add_tcase(s, tc);
     return s;
 }
