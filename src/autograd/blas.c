@@ -59,7 +59,6 @@ int vt_cpu_avx2(void)
 
 #define VT_AVX2 __attribute__((target("avx2,fma")))
 
-enum { SM_MAX_M = 32 }; /* above, OpenBLAS's blocking wins */
 
 VT_AVX2 static inline float hsum8(__m256 v)
 {
@@ -180,7 +179,7 @@ void vt_sgemm_small(int trans_b, int m, int n, int k, const float *a, int lda,
 {
     if (m <= 0 || n <= 0)
         return;
-    if (k <= 0 || m > SM_MAX_M || !vt_cpu_avx2()) {
+    if (k <= 0 || m > VT_SGEMM_SMALL_MAX_M || !vt_cpu_avx2()) {
         vt_sgemm(0, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta ? 1.0f : 0.0f, c, ldc);
         return;
     }

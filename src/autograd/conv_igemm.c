@@ -196,27 +196,6 @@ VT_AVX2 static inline __m256 even_lanes(const float *src)
     return avx2_even(_mm256_loadu_ps(src), _mm256_loadu_ps(src + 8));
 }
 
-/* r[i][j] becomes r[j][i]. */
-VT_AVX2 static inline void transpose8(__m256 r[8])
-{
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 /* Weight panels per MC block: blocks of equal size, at most MCP, so a
  * column micro-panel is not fetched again for a short last block (128
  * filters: one block of 22 panels, not 16 + 6). */
@@ -465,7 +444,7 @@ VT_AVX2 static void pack_weights(const float *w, int groups, int og, int kg, int
                 __m256 r[8];
                 for (int i = 0; i < 8; i++)
                     r[i] = i < live ? _mm256_loadu_ps(s[i] + k) : _mm256_setzero_ps();
-                transpose8(r);
+                avx2_transpose8(r);
                 /* 8 floats a tap, the last 2 overwritten by the next tap,
                  * except past the panel's end (masked: vmaskmovps is slow
                  * on AMD, so only there) */
@@ -938,7 +917,7 @@ VT_AVX2 static void pack_wcols(const vt_conv_geom *g, const float *xg, const chu
                         r[j] = j < live ? piece_tap(xg + off[k0 + j], ct, q, s0, s1, mode)
                                         : _mm256_setzero_ps();
                 }
-                transpose8(r);
+                avx2_transpose8(r);
                 for (int l = 0; l < PIECE; l++)
                     _mm256_store_ps(d + l * 16 + h, r[l]);
             }
@@ -967,7 +946,7 @@ VT_AVX2 static void pack_wdy(const vt_conv_geom *g, const float *dg, const chunk
                 for (int i = 0; i < 8; i++)
                     r[i] = i < live ? _mm256_loadu_ps(s + (size_t)i * p + ct->yoff[j0])
                                     : _mm256_setzero_ps();
-                transpose8(r);
+                avx2_transpose8(r);
                 for (int l = 0; l < PIECE; l++)
                     _mm256_storeu_ps(d + l * MR, r[l]);
                 continue;

@@ -266,10 +266,11 @@ void vt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
  * few rows (an LSTM step's batch): A not transposed, op(B) = B (k x n) or,
  * with trans_b, B^T (B n x k). Reads both in place; each element's sum
  * does not depend on m or n, so splitting the columns over threads gives
- * bit-identical results. Falls back to vt_sgemm above 32 rows or without
- * AVX2+FMA. */
+ * bit-identical results. Falls back to vt_sgemm above VT_SGEMM_SMALL_MAX_M
+ * rows or without AVX2+FMA. */
 void vt_sgemm_small(int trans_b, int m, int n, int k, const float *a, int lda,
                     const float *b, int ldb, int beta, float *c, int ldc);
+#define VT_SGEMM_SMALL_MAX_M 32
 /* Threads for the process: OpenMP and OpenBLAS alike. */
 void vt_set_threads(int n);
 int vt_get_threads(void);
