@@ -124,50 +124,61 @@ VT_AVX2 static void small_nt(int m, int n, int k, const float *a, int lda,
     }
 }
 
-/* C (m x n) (+)= A (m x k) . B, B (k x n): 4 rows of A broadcast against 24
- * columns of B. A row past the edge repeats the last one; columns past the
- * edge are masked off. */
+/* C (m x n) (+)= A (m x k) . B, B (k x n): B streams through once, row by
+ * row, against a block of C's columns held in L1 (all m rows, 16 KB), two
+ * rows of B per pass: each C vector is loaded and stored once per two FMAs
+ * of each of 4 rows of A. Reading B by blocks of columns instead (a row's
+ * 96 bytes, then the next row's, 32 KB away in fc6's weight) missed the
+ * TLB and the prefetchers: 15 ms against 19.6 for OpenBLAS on fc6's data
+ * gradient at batch 4. Columns past the block's end are masked. */
 VT_AVX2 static void small_nn(int m, int n, int k, const float *a, int lda,
                              const float *b, int ldb, int beta, float *c, int ldc)
 {
-    for (int j0 = 0; j0 < n; j0 += 24) {
-        const int live = n - j0 < 24 ? n - j0 : 24;
-        const __m256i m0 = lane_mask(live), m1 = lane_mask(live - 8),
-                      m2 = lane_mask(live - 16);
-        for (int i0 = 0; i0 < m; i0 += 4) {
-            const float *ar[4];
-            for (int r = 0; r < 4; r++)
-                ar[r] = a + (size_t)(i0 + r < m ? i0 + r : m - 1) * lda;
-            __m256 s[4][3];
-            for (int r = 0; r < 4; r++)
-                s[r][0] = s[r][1] = s[r][2] = _mm256_setzero_ps();
-            const float *bk = b + j0;
-#define SM_NN_LOOP(L0, L1, L2)                                                  \
-    for (int kk = 0; kk < k; kk++, bk += ldb) {                                 \
-        const __m256 w0 = L0, w1 = L1, w2 = L2;                                 \
-        for (int r = 0; r < 4; r++) {                                           \
-            const __m256 x = _mm256_broadcast_ss(ar[r] + kk);                   \
-            s[r][0] = _mm256_fmadd_ps(x, w0, s[r][0]);                          \
-            s[r][1] = _mm256_fmadd_ps(x, w1, s[r][1]);                          \
-            s[r][2] = _mm256_fmadd_ps(x, w2, s[r][2]);                          \
-        }                                                                       \
-    }
-            if (live == 24) {
-                SM_NN_LOOP(_mm256_loadu_ps(bk), _mm256_loadu_ps(bk + 8),
-                           _mm256_loadu_ps(bk + 16))
-            } else {
-                SM_NN_LOOP(_mm256_maskload_ps(bk, m0), _mm256_maskload_ps(bk + 8, m1),
-                           _mm256_maskload_ps(bk + 16, m2))
-            }
-#undef SM_NN_LOOP
-            for (int r = 0; r < 4 && i0 + r < m; r++) {
-                float *e = c + (size_t)(i0 + r) * ldc + j0;
-                const __m256i mk[3] = {m0, m1, m2};
-                for (int q = 0; q < 3; q++) {
-                    __m256 v = s[r][q];
-                    if (beta)
-                        v = _mm256_add_ps(_mm256_maskload_ps(e + 8 * q, mk[q]), v);
-                    _mm256_maskstore_ps(e + 8 * q, mk[q], v);
+    const int m4 = (m + 3) & ~3;
+    const int jb = 4096 / m4 < 64 ? 64 : 4096 / m4 / 8 * 8;
+    for (int j0 = 0; j0 < n; j0 += jb) {
+        const int nj = n - j0 < jb ? n - j0 : jb;
+        if (!beta)
+            for (int i = 0; i < m; i++)
+                memset(c + (size_t)i * ldc + j0, 0, (size_t)nj * sizeof(float));
+        for (int kk = 0; kk < k; kk += 2) {
+            const int two = kk + 1 < k;
+            const float *b0 = b + (size_t)kk * ldb + j0, *b1 = two ? b0 + ldb : b0;
+            for (int i0 = 0; i0 < m; i0 += 4) {
+                const int mi = m - i0 < 4 ? m - i0 : 4;
+                float *cr[4];
+                __m256 x0[4], x1[4];
+                for (int r = 0; r < 4; r++) {
+                    const int i = i0 + r < m ? i0 + r : m - 1;
+                    cr[r] = c + (size_t)i * ldc + j0;
+                    x0[r] = _mm256_broadcast_ss(a + (size_t)i * lda + kk);
+                    x1[r] = two ? _mm256_broadcast_ss(a + (size_t)i * lda + kk + 1)
+                                : _mm256_setzero_ps();
+                }
+                /* plain loads and stores but at the ragged end: a masked
+                 * store is microcoded on AMD's cores */
+                int j = 0;
+                for (; j + 8 <= nj; j += 8) {
+                    const __m256 w0 = _mm256_loadu_ps(b0 + j), w1 = _mm256_loadu_ps(b1 + j);
+                    for (int r = 0; r < mi; r++) {
+                        __m256 v = _mm256_loadu_ps(cr[r] + j);
+                        v = _mm256_fmadd_ps(x0[r], w0, v);
+                        if (two)
+                            v = _mm256_fmadd_ps(x1[r], w1, v);
+                        _mm256_storeu_ps(cr[r] + j, v);
+                    }
+                }
+                if (j < nj) {
+                    const __m256i mk = lane_mask(nj - j);
+                    const __m256 w0 = _mm256_maskload_ps(b0 + j, mk);
+                    const __m256 w1 = _mm256_maskload_ps(b1 + j, mk);
+                    for (int r = 0; r < mi; r++) {
+                        __m256 v = _mm256_maskload_ps(cr[r] + j, mk);
+                        v = _mm256_fmadd_ps(x0[r], w0, v);
+                        if (two)
+                            v = _mm256_fmadd_ps(x1[r], w1, v);
+                        _mm256_maskstore_ps(cr[r] + j, mk, v);
+                    }
                 }
             }
         }
@@ -183,8 +194,21 @@ void vt_sgemm_small(int trans_b, int m, int n, int k, const float *a, int lda,
         vt_sgemm(0, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta ? 1.0f : 0.0f, c, ldc);
         return;
     }
-    if (trans_b)
-        small_nt(m, n, k, a, lda, b, ldb, beta, c, ldc);
-    else
-        small_nn(m, n, k, a, lda, b, ldb, beta, c, ldc);
+    /* Outside a parallel region, large products split their columns over
+     * the threads, in whole kernel blocks; no element's sum changes. */
+    const int unit = trans_b ? 3 : 8, blocks = (n + unit - 1) / unit;
+    const int th = omp_in_parallel() || (double)m * n * k < 1e6 ? 1 : omp_get_max_threads();
+#pragma omp parallel num_threads(th) if (th > 1)
+    {
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const int j0 = (int)((long)blocks * id / nt) * unit;
+        int j1 = (int)((long)blocks * (id + 1) / nt) * unit;
+        j1 = j1 < n ? j1 : n;
+        if (j1 > j0) {
+            if (trans_b)
+                small_nt(m, j1 - j0, k, a, lda, b + (size_t)j0 * ldb, ldb, beta, c + j0, ldc);
+            else
+                small_nn(m, j1 - j0, k, a, lda, b + j0, ldb, beta, c + j0, ldc);
+        }
+    }
 }

@@ -262,12 +262,14 @@ size_t vt_store_trainable_count(const vt_store *s);
 void vt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
               const float *a, int lda, const float *b, int ldb, float beta,
               float *c, int ldc);
-/* C (m x n) = A (m x k) . op(B) (+ C when beta), single-threaded, for a
- * few rows (an LSTM step's batch): A not transposed, op(B) = B (k x n) or,
- * with trans_b, B^T (B n x k). Reads both in place; each element's sum
- * does not depend on m or n, so splitting the columns over threads gives
- * bit-identical results. Falls back to vt_sgemm above VT_SGEMM_SMALL_MAX_M
- * rows or without AVX2+FMA. */
+/* C (m x n) = A (m x k) . op(B) (+ C when beta), for a few rows (an LSTM
+ * step's batch, a batch of clips into a linear layer): A not transposed,
+ * op(B) = B (k x n) or, with trans_b, B^T (B n x k). Reads B once, in
+ * place. Each element's sum does not depend on m, n or the threads:
+ * outside a parallel region a large product splits its columns over the
+ * threads, inside one it runs on the calling thread, and a caller may
+ * split the columns itself with bit-identical results. Falls back to
+ * vt_sgemm above VT_SGEMM_SMALL_MAX_M rows or without AVX2+FMA. */
 void vt_sgemm_small(int trans_b, int m, int n, int k, const float *a, int lda,
                     const float *b, int ldb, int beta, float *c, int ldc);
 #define VT_SGEMM_SMALL_MAX_M 32
