@@ -44,7 +44,7 @@ static void linear_backward(vt_ctx *c, vt_node *nd)
     int o = w->shape[0], f = w->shape[1];
     int rows = (int)(f ? x->numel / (size_t)f : 0);
     /* dx (R, F) += gy (R, O) @ w (O, F), w read once, row by row, for a
-     * few rows (fc6's: 9-10 ms against OpenBLAS's 19-20 at batch 4) */
+     * few rows (fc6's: 9-10.5 ms against OpenBLAS's 19-21 at batch 4) */
     if (x->requires_grad && o > 0)
         vt_sgemm_small(0, rows, f, o, gy, o, w->data, f, 1, vt_grad(c, x), f);
     if (w->requires_grad && rows > 0) /* dw (O, F) += gy^T (O, R) @ x (R, F) */
