@@ -31,8 +31,10 @@
  * partials. The rest take per-thread tiles as follows.
  *
  * On CPUs with AVX2+FMA (vt_cpu_avx2) the forward, the weight gradient
- * (of 128 taps or more), and the data gradient of unit-stride layers run
- * instead on the implicit-GEMM kernel of conv_igemm.c (no column matrix);
+ * (of 128 taps or more; of fewer, without groups, a taps-by-filters
+ * variant that also sums the bias), and the data gradient of unit-stride
+ * layers run instead on the implicit-GEMM kernel of conv_igemm.c (no
+ * column matrix);
  * other data gradients use its kernel for the W^T . dy GEMM of the paths
  * below. vt_conv_set_path (op_conv3d_internal.h) forces one.
  *
@@ -727,6 +729,20 @@ static void conv_backward(const geom *g, const float *x, const float *w,
     const int pointwise = is_pointwise(g), nrows = g->to * g->ho;
     const int rows = pointwise ? nrows : tile_rows(g);
 
+    const int igemm = path_forced == VT_CONV_PATH_AUTO || path_forced == VT_CONV_PATH_IGEMM;
+    const int kg = g->c / g->groups * g->kt * g->kh * g->kw;
+    /* Few taps (C3D's conv1a, 81): the taps-by-filters kernel, which sums
+     * the bias in the same pass over dy (conv1a's weight gradient at batch
+     * 2: BLAS and the bias pass 50.8 ms, this 43.6, medians of 4
+     * alternating rounds). Not 1x1x1 ones: BLAS reads x in place there,
+     * this would copy it first. */
+    if (gw && igemm && kg < 128 && !is_pointwise(g) &&
+        vt_conv_igemm_backward_weight_taps(g, x, gy, gw, gb)) {
+        gw = NULL;
+        gb = NULL;
+        if (!gx)
+            return;
+    }
     if (gb) {
 #pragma omp parallel for schedule(static) if ((size_t)g->n * ys > 32768)
         for (int o = 0; o < g->o; o++) {
@@ -754,11 +770,10 @@ static void conv_backward(const geom *g, const float *x, const float *w,
      * keep BLAS throughout): with unit strides the data gradient is a
      * forward convolution; else W^T is packed once for its column
      * gradient. */
-    const int igemm = path_forced == VT_CONV_PATH_AUTO || path_forced == VT_CONV_PATH_IGEMM;
-    /* With few taps (C3D's conv1a: 81) the kernel's 16-tap panels run part
-     * empty and packing costs more per multiply: BLAS is faster there
-     * (conv1a, batch 2: 69-82 vs 92-131 ms), unless forced. */
-    const int kg = g->c / g->groups * g->kt * g->kh * g->kw;
+    /* The weight gradient of 128 taps or more. Fewer taps in groups (the
+     * taps-by-filters kernel above takes groups of 1) stay on BLAS unless
+     * forced: this kernel's 16-tap panels run part empty there and packing
+     * costs more per multiply (conv1a, batch 2: 69-82 vs 92-131 ms). */
     if (gw && igemm && (kg >= 128 || path_forced == VT_CONV_PATH_IGEMM) &&
         vt_conv_igemm_backward_weight(g, x, gy, gw)) {
         gw = NULL;
