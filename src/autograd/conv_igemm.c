@@ -926,6 +926,30 @@ VT_AVX2 static void pack_wcols(const vt_conv_geom *g, const float *xg, const chu
     }
 }
 
+/* dy of up to 8 filters (live of them; rows p apart from s) at the 8
+ * positions of piece q, as each position's filters, rows stride apart from
+ * d: width floats each (filters past live 0), or 8 where a piece within
+ * one sample is loaded whole and transposed; a position past nc is 0. */
+VT_AVX2 static inline void dy_piece(const float *s, size_t p, int live, int width,
+                                    const chunk_tab *ct, int q, int nc, float *d, int stride)
+{
+    const int j0 = q * PIECE;
+    if (j0 + PIECE <= nc && !ct->cross[q]) {
+        __m256 r[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = i < live ? _mm256_loadu_ps(s + (size_t)i * p + ct->yoff[j0])
+                            : _mm256_setzero_ps();
+        avx2_transpose8(r);
+        for (int l = 0; l < PIECE; l++)
+            _mm256_storeu_ps(d + l * stride, r[l]);
+        return;
+    }
+    for (int l = 0; l < PIECE; l++)
+        for (int i = 0; i < width; i++)
+            d[l * stride + i] =
+                i < live && j0 + l < nc ? s[(size_t)i * p + ct->yoff[j0 + l]] : 0.0f;
+}
+
 /* dy panels of filters [6*f0, 6*f1) of the group (dg: its first filter)
  * for the nc positions of the block, laid out [panel][position][6];
  * filters past og and positions past nc are 0. A piece within one sample
@@ -939,24 +963,8 @@ VT_AVX2 static void pack_wdy(const vt_conv_geom *g, const float *dg, const chunk
     for (int fp = f0; fp < f1; fp++) {
         float *d = ap + (size_t)(fp - f0) * KQ * MR;
         const int live = og - fp * MR < MR ? og - fp * MR : MR;
-        const float *s = dg + (size_t)fp * MR * p;
-        for (int q = 0; q < np; q++, d += PIECE * MR) {
-            const int j0 = q * PIECE;
-            if (j0 + PIECE <= nc && !ct->cross[q]) {
-                __m256 r[8];
-                for (int i = 0; i < 8; i++)
-                    r[i] = i < live ? _mm256_loadu_ps(s + (size_t)i * p + ct->yoff[j0])
-                                    : _mm256_setzero_ps();
-                avx2_transpose8(r);
-                for (int l = 0; l < PIECE; l++)
-                    _mm256_storeu_ps(d + l * MR, r[l]);
-                continue;
-            }
-            for (int l = 0; l < PIECE; l++)
-                for (int i = 0; i < MR; i++)
-                    d[l * MR + i] = i < live && j0 + l < nc ? s[(size_t)i * p + ct->yoff[j0 + l]]
-                                                            : 0.0f;
-        }
+        for (int q = 0; q < np; q++, d += PIECE * MR)
+            dy_piece(dg + (size_t)fp * MR * p, p, live, MR, ct, q, nc, d, MR);
     }
 }
 
@@ -1104,29 +1112,12 @@ VT_AVX2 static void pack_fdy(const vt_conv_geom *g, const float *dg, const chunk
 {
     const size_t p = (size_t)g->to * g->ho * g->wo;
     for (int fp = 0; fp < fpan; fp++)
-        for (int q = 0; q < np; q++) {
-            float *d = bp + (size_t)fp * kq * NR + (size_t)q * PIECE * NR;
-            const int j0 = q * PIECE;
+        for (int q = 0; q < np; q++)
             for (int h = 0; h < NR; h += 8) {
                 const int f0 = fp * NR + h, live = og - f0 < 8 ? og - f0 : 8;
-                const float *s = dg + (size_t)f0 * p;
-                if (j0 + PIECE <= nc && !ct->cross[q]) {
-                    __m256 r[8];
-                    for (int i = 0; i < 8; i++)
-                        r[i] = i < live ? _mm256_loadu_ps(s + (size_t)i * p + ct->yoff[j0])
-                                        : _mm256_setzero_ps();
-                    avx2_transpose8(r);
-                    for (int l = 0; l < PIECE; l++)
-                        _mm256_store_ps(d + l * NR + h, r[l]);
-                    continue;
-                }
-                for (int l = 0; l < PIECE; l++)
-                    for (int i = 0; i < 8; i++)
-                        d[l * NR + h + i] = i < live && j0 + l < nc
-                                                ? s[(size_t)i * p + ct->yoff[j0 + l]]
-                                                : 0.0f;
+                dy_piece(dg + (size_t)f0 * p, p, live, 8, ct, q, nc,
+                         bp + (size_t)fp * kq * NR + (size_t)q * PIECE * NR + h, NR);
             }
-        }
 }
 
 int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, const float *gy,
