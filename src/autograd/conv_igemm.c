@@ -218,6 +218,18 @@ typedef struct {
     size_t vol, xs; /* one channel, one sample */
 } padded;
 
+/* The padded input's extents; 0 when its offsets would not fit the 32
+ * bits the kernels use (the caller then takes another path). */
+static int padded_of(const vt_conv_geom *g, padded *pd)
+{
+    pd->tp = g->t + 2 * g->pt;
+    pd->hp = g->h + 2 * g->ph;
+    pd->wp = g->w + 2 * g->pw;
+    pd->vol = (size_t)pd->tp * pd->hp * pd->wp;
+    pd->xs = (size_t)g->c * pd->vol;
+    return (size_t)g->n * pd->xs + 2 * GUARD < ((size_t)1 << 31);
+}
+
 /* Offset of tap k (input channel, i, j, l of the kernel) from its
  * window's origin, in the padded input of one group. */
 static int *tap_offsets(const vt_conv_geom *g, const padded *pd, int kg)
@@ -534,11 +546,8 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
 {
     if (!vt_conv_igemm_supported())
         return 0;
-    padded pd = {g->t + 2 * g->pt, g->h + 2 * g->ph, g->w + 2 * g->pw, 0, 0};
-    pd.vol = (size_t)pd.tp * pd.hp * pd.wp;
-    pd.xs = (size_t)g->c * pd.vol;
-    /* 32-bit offsets into the padded batch */
-    if ((size_t)g->n * pd.xs + 2 * GUARD >= ((size_t)1 << 31))
+    padded pd;
+    if (!padded_of(g, &pd))
         return 0;
     const int og = g->o / g->groups, cg = g->c / g->groups;
     const int kvol = g->kt * g->kh * g->kw, kg = cg * kvol;
@@ -973,10 +982,8 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
 {
     if (!vt_conv_igemm_supported())
         return 0;
-    padded pd = {g->t + 2 * g->pt, g->h + 2 * g->ph, g->w + 2 * g->pw, 0, 0};
-    pd.vol = (size_t)pd.tp * pd.hp * pd.wp;
-    pd.xs = (size_t)g->c * pd.vol;
-    if ((size_t)g->n * pd.xs + 2 * GUARD >= ((size_t)1 << 31))
+    padded pd;
+    if (!padded_of(g, &pd))
         return 0;
     const int og = g->o / g->groups, cg = g->c / g->groups;
     const int kg = cg * g->kt * g->kh * g->kw;
@@ -1125,10 +1132,8 @@ int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, co
 {
     if (!vt_conv_igemm_supported() || g->groups != 1)
         return 0;
-    padded pd = {g->t + 2 * g->pt, g->h + 2 * g->ph, g->w + 2 * g->pw, 0, 0};
-    pd.vol = (size_t)pd.tp * pd.hp * pd.wp;
-    pd.xs = (size_t)g->c * pd.vol;
-    if ((size_t)g->n * pd.xs + 2 * GUARD >= ((size_t)1 << 31))
+    padded pd;
+    if (!padded_of(g, &pd))
         return 0;
     const int og = g->o, kg = g->c * g->kt * g->kh * g->kw, ones = gb != NULL;
     const int tpan = (kg + ones + MR - 1) / MR, fpan = (og + NR - 1) / NR;
