@@ -1160,8 +1160,6 @@ int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, co
         one_run[i] = 1.0f;
         zero_run[i] = 0.0f;
     }
-    const int hw = g->ho * g->wo;
-    const long pp = (long)g->to * hw;
 
 #pragma omp parallel num_threads(th) if (th > 1 && segs > 1 && macs >= 1e6)
     {
@@ -1178,17 +1176,15 @@ int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, co
                 const int np = (nc + PIECE - 1) / PIECE, kq = np * PIECE;
                 chunk_tab_fill(g, &pd, q0, nc, np, PIECE, ct);
                 pack_fdy(g, gy, ct, og, fpan, nc, np, kq, bp);
-                /* runs: the block's positions a row (and a sample) at a time */
-                int nruns = 0, done = 0;
-                while (done < nc) {
-                    const long q = q0 + done;
-                    const int n = (int)(q / pp), p = (int)(q % pp);
-                    const int to = p / hw, ho = p % hw / g->wo, wo = p % g->wo;
-                    const int run = g->wo - wo < nc - done ? g->wo - wo : nc - done;
-                    org[nruns] = (int)((size_t)n * pd.xs) +
-                                 (to * g->st * pd.hp + ho * g->sh) * pd.wp + wo * g->sw;
-                    len[nruns++] = run;
-                    done += run;
+                /* runs: positions whose windows lie sw apart in the padded
+                 * input (an output row, or rows that happen to abut) */
+                int nruns = 0;
+                for (int j = 0; j < nc; j++) {
+                    if (!j || ct->org[j] != ct->org[j - 1] + g->sw) {
+                        org[nruns] = ct->org[j];
+                        len[nruns++] = 0;
+                    }
+                    len[nruns - 1]++;
                 }
                 for (int tp = 0; tp < tpan; tp++) {
                     for (int r = 0, at = 0; r < nruns; at += len[r], r++)
