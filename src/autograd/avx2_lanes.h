@@ -1,10 +1,20 @@
-/* avx2_lanes.h - lane shuffles shared by the AVX2 conv, pooling and LSTM kernels
+/* avx2_lanes.h - lane shuffles and masks shared by the AVX2 conv, pooling,
+ * elementwise, GEMM and LSTM kernels
  * (internal, not part of the API). The functions are compiled for AVX2, so
  * callers run them only after vt_cpu_avx2(). */
 #ifndef AVX2_LANES_H
 #define AVX2_LANES_H
 
 #include <immintrin.h>
+
+/* The attribute every hand-vectorised kernel carries. */
+#define VT_AVX2 __attribute__((target("avx2,fma")))
+
+/* Lanes [0, live) set: masks for the ragged end of a row. */
+__attribute__((target("avx2"))) static inline __m256i avx2_lane_mask(int live)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(live), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 
 /* The even (odd) floats of the 16 in a, b: a w-stride-2 run, by shuffles;
  * a gather is several times slower. */

@@ -55,9 +55,7 @@ int vt_cpu_avx2(void)
  * columns a thread asks for: the sweep's column split across threads
  * leaves results bit-identical to one thread's. */
 
-#include <immintrin.h>
-
-#define VT_AVX2 __attribute__((target("avx2,fma")))
+#include "avx2_lanes.h"
 
 
 VT_AVX2 static inline float hsum8(__m256 v)
@@ -68,13 +66,6 @@ VT_AVX2 static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* lanes [0, live) set */
-VT_AVX2 static inline __m256i lane_mask(int live)
-{
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(live), idx);
-}
-
 /* C (m x n) (+)= A (m x k) . B^T, B (n x k): dot products, 4 rows of A by
  * 3 of B in 12 accumulators. A row or column past the edge repeats the
  * last one and is not stored. */
@@ -82,7 +73,7 @@ VT_AVX2 static void small_nt(int m, int n, int k, const float *a, int lda,
                              const float *b, int ldb, int beta, float *c, int ldc)
 {
     const int k8 = k & ~7;
-    const __m256i tail = lane_mask(k - k8);
+    const __m256i tail = avx2_lane_mask(k - k8);
     for (int j0 = 0; j0 < n; j0 += 3) {
         const float *b0 = b + (size_t)j0 * ldb;
         const float *b1 = b + (size_t)(j0 + 1 < n ? j0 + 1 : n - 1) * ldb;
@@ -169,7 +160,7 @@ VT_AVX2 static void small_nn(int m, int n, int k, const float *a, int lda,
                     }
                 }
                 if (j < nj) {
-                    const __m256i mk = lane_mask(nj - j);
+                    const __m256i mk = avx2_lane_mask(nj - j);
                     const __m256 w0 = _mm256_maskload_ps(b0 + j, mk);
                     const __m256 w1 = _mm256_maskload_ps(b1 + j, mk);
                     for (int r = 0; r < mi; r++) {

@@ -44,7 +44,6 @@ enum {
 
 int vt_conv_igemm_supported(void) { return vt_cpu_avx2(); }
 
-#define VT_AVX2 __attribute__((target("avx2,fma")))
 
 static void *xalloc(size_t bytes, const char *what)
 {

@@ -8,6 +8,7 @@
  * mask from (seed, stream, base); mul keeps pointers to both inputs.
  */
 #include "vt_ops.h"
+#include "avx2_lanes.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -23,7 +24,6 @@
  * whole words [w0, w1): y = x > 0 ? x : 0 and the word's bits from the
  * same compare, in one pass; backward, the word's bits as lane masks. The
  * same operations per element as the scalar loops, so the same bits. */
-#define VT_AVX2 __attribute__((target("avx2,fma")))
 
 VT_AVX2 static void relu_words(const float *x, float *y, uint32_t *mask, size_t w0,
                                size_t w1)

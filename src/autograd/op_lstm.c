@@ -50,13 +50,6 @@ static inline float sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
  * thread and two give the same bits. Without AVX2, the scalar loops in
  * dir_forward and dir_sweep run instead (libm). */
 
-#define VT_AVX2 __attribute__((target("avx2,fma")))
-
-VT_AVX2 static inline __m256i units_mask(int live)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(live), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /* acts' row holds the pre-activations i, f, g, o at 0, H, 2H, 3H and gets
  * their activations; cp: c_{t-1} of the row (NULL: zeros); cell and h get
  * c_t and h_t. */
@@ -64,7 +57,7 @@ VT_AVX2 static void gates_fwd_avx2(int H, int j0, int j1, float *g, const float 
                                    float *cell, float *h)
 {
     for (int j = j0; j < j1; j += 8) {
-        const __m256i m = units_mask(j1 - j);
+        const __m256i m = avx2_lane_mask(j1 - j);
         const __m256 i = avx2_sigmoid(_mm256_maskload_ps(g + j, m));
         const __m256 f = avx2_sigmoid(_mm256_maskload_ps(g + H + j, m));
         const __m256 gg = avx2_tanh(_mm256_maskload_ps(g + 2 * H + j, m));
@@ -91,7 +84,7 @@ VT_AVX2 static void gates_bwd_avx2(int H, int j0, int j1, const float *a, const 
 {
     const __m256 one = _mm256_set1_ps(1.0f);
     for (int j = j0; j < j1; j += 8) {
-        const __m256i m = units_mask(j1 - j);
+        const __m256i m = avx2_lane_mask(j1 - j);
         const __m256 i = _mm256_maskload_ps(a + j, m), f = _mm256_maskload_ps(a + H + j, m);
         const __m256 gg = _mm256_maskload_ps(a + 2 * H + j, m);
         const __m256 o = _mm256_maskload_ps(a + 3 * H + j, m);
