@@ -783,9 +783,28 @@ void vt_conv_igemm_dcol(const vt_conv_geom *g, const float *wt, int gr, int p_lo
             const int oc = og - o0 < KC ? og - o0 : KC;
             pack_dy(dy + (size_t)o0 * lddy + p0, lddy, oc, nc, npan, dy_panel);
             const int mcp = mc_panels(p_hi - p_lo);
+            /* What the next pack_dy reads: the next block of filters, or
+             * of positions (in this call, or the caller's next tile, whose
+             * positions follow in dy's rows). dy comes from memory, a
+             * stream per filter, more than the prefetcher follows: conv1a's
+             * pack_dy took 0.19 of a tile's 0.85 M cycles stalled on it,
+             * 0.04 with this, and its data gradient went 44.7 -> 42.5 and
+             * 43.8 -> 40.5 ms (8 alternating rounds, each order). Fetched
+             * into L2 over the first MC block's panels, within a row's
+             * stride (a prefetch never faults). */
+            const int no0 = o0 + KC < og ? o0 + KC : 0, np0 = o0 + KC < og ? p0 : p0 + NC;
+            const int noc = og - no0 < KC ? og - no0 : KC;
+            const long lpr = NC / 16, nlines = lpr * noc;
             for (int ic = p_lo; ic < p_hi; ic += mcp) {
                 const int ie = ic + mcp < p_hi ? ic + mcp : p_hi;
                 for (int jb = 0; jb < npan; jb++) {
+                    for (long l = nlines * jb / npan; ic == p_lo && l < nlines * (jb + 1) / npan;
+                         l++) {
+                        const size_t c = (size_t)np0 + (size_t)(l % lpr) * 16;
+                        if (c < lddy)
+                            _mm_prefetch((const char *)(dy + (size_t)(no0 + l / lpr) * lddy + c),
+                                         _MM_HINT_T1);
+                    }
                     const int nv = nc - jb * NR < NR ? nc - jb * NR : NR;
                     const float *bj = dy_panel + (size_t)jb * oc * NR;
                     for (int ir = ic; ir < ie; ir++) {
