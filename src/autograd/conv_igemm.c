@@ -797,9 +797,9 @@ void vt_conv_igemm_dcol(const vt_conv_geom *g, const float *wt, int gr, int p_lo
             const long lpr = NC / 16, nlines = lpr * noc;
             for (int ic = p_lo; ic < p_hi; ic += mcp) {
                 const int ie = ic + mcp < p_hi ? ic + mcp : p_hi;
+                const long nl = ic == p_lo ? nlines : 0;
                 for (int jb = 0; jb < npan; jb++) {
-                    for (long l = nlines * jb / npan; ic == p_lo && l < nlines * (jb + 1) / npan;
-                         l++) {
+                    for (long l = nl * jb / npan; l < nl * (jb + 1) / npan; l++) {
                         const size_t c = (size_t)np0 + (size_t)(l % lpr) * 16;
                         if (c < lddy)
                             _mm_prefetch((const char *)(dy + (size_t)(no0 + l / lpr) * lddy + c),
