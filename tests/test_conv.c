@@ -195,6 +195,12 @@ static const conv_case FAST_CASES[] = {
      * 2 channels */
     {{2, 5, 3, 4, 40}, {2, 5, 3, 3, 3}, {{2, 1, 1}, {1, 0, 1}, {1, 1, 1}, 1}, 1},
     {{1, 6, 3, 4, 35}, {3, 2, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 3}, 1},
+    /* the taps-by-filters weight gradient for long rows (45 wide, K =
+     * 162): 2 tap blocks x 4 position segments, so partial sums, with
+     * the bias tap in the second block; 20 filters, a ragged panel of 16 */
+    {{2, 6, 3, 4, 45}, {20, 6, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+    /* and at w stride 2 (43 wide), no bias: 4 tap blocks x 2 segments */
+    {{1, 5, 2, 3, 85}, {7, 5, 3, 3, 3}, {{1, 1, 2}, {1, 1, 1}, {1, 1, 1}, 1}, 0},
 };
 #define N_FAST_CASES ((int)(sizeof FAST_CASES / sizeof FAST_CASES[0]))
 
@@ -572,15 +578,18 @@ START_TEST(threads_deterministic)
      * gw partials) and the next two (3 samples) split gw over (sample, tile)
      * items, then gx a sample at a time with threaded GEMMs; one thread goes
      * in order. The shared path (not for the 1x1x1 shortcuts) splits every
-     * GEMM over output rows; the last case is conv5-like, large K on a small
-     * map, with 9-row tiles straddling 10-row samples and 56 filters split
-     * 32 + 24 between the threads. */
+     * GEMM over output rows; the fifth case is conv5-like, large K on a
+     * small map, with 9-row tiles straddling 10-row samples and 56 filters
+     * split 32 + 24 between the threads. */
     static const conv_case cases[] = {
         {{2, 8, 6, 20, 20}, {16, 8, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
         {{2, 32, 4, 14, 14}, {48, 32, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},
         {{3, 8, 5, 18, 17}, {16, 4, 3, 3, 3}, {{1, 2, 1}, {1, 1, 0}, {1, 1, 1}, 2}, 1},
         {{3, 32, 4, 14, 14}, {48, 32, 1, 1, 1}, {{1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1}, 1},
         {{3, 40, 2, 5, 5}, {56, 40, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        /* long rows: the taps-by-filters weight gradient, 2 tap blocks x
+         * 4 segments of positions */
+        {{2, 6, 3, 6, 44}, {20, 6, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
     };
     int saved = vt_get_threads();
     vt_conv_set_tile_bytes(200000);
@@ -605,6 +614,7 @@ START_TEST(threads_deterministic)
             if (path == VT_CONV_PATH_IGEMM && vt_conv_igemm_supported()) {
                 ck_assert_mem_eq(two.y, one.y, one.ny * sizeof(float));
                 ck_assert_mem_eq(two.gw, one.gw, one.nw * sizeof(float));
+                ck_assert_mem_eq(two.gb, one.gb, one.nb * sizeof(float));
             }
             double r = close_scaled("1 vs 2 threads: y", two.y, one.y, one.ny);
             r = fmax(r, close_scaled("1 vs 2 threads: gx", two.gx, one.gx, one.nx));

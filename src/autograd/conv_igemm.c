@@ -1,8 +1,8 @@
 /* conv_igemm.c - implicit-GEMM convolution on AVX2+FMA CPUs: the forward,
  * the data gradient (as a forward convolution of dy, or through a column
  * buffer with W^T packed once) and the weight gradient (see "Backward,
- * weight" below for its blocking, and "Backward, weight, few taps" for
- * layers like C3D's conv1a).
+ * weight" below for its blocking, and "Backward, weight, taps x filters"
+ * for layers like C3D's conv1a and conv2a).
  *
  * Why not vol2col + OpenBLAS: that route writes a column matrix (K x P,
  * 173 MB a sample for C3D's conv3b), reads it back to pack it, and repacks
@@ -1089,52 +1089,68 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
     return 1;
 }
 
-/* ==== Backward, weight, few taps: taps x filters =======================
+/* ==== Backward, weight, taps x filters =================================
+ *
+ * The roles of the blocking above swapped: the kernel's 6 rows are taps,
+ * read in place from the padded input along runs of positions (an output
+ * row, or rows that happen to abut), and its 16 columns are filters, dy
+ * packed as [position][16]. C is gw^T (taps x filters). Nothing of x is
+ * packed: the blocking above transposes every tap's positions into its
+ * panels, the whole column matrix (positions x taps) once per call, which
+ * took 11-13% of conv2a's weight gradient (rdtsc, batch 2, 2 threads);
+ * here only dy is packed (positions x filters, 13.5 times less for
+ * conv2a).
  *
  * With few taps per filter (C3D's conv1a: 3 channels x 27 = 81) the
- * blocking above runs its 16-tap panels part empty: 96 lanes for 81 taps,
- * 6 x 16 x 6 = 576 of 64 x 96 tiles' rows, 81.5% of the kernel's work
- * used. Here the roles swap: the 6-row operand is taps, the 16-wide one
- * filters, so C is gw^T (taps x filters). For conv1a that is 14 tap panels
- * by 4 filter panels, and the 82nd tap, a row of ones, gives the bias
- * gradient (the sum of dy over positions) in the same pass over dy: 84 of
- * 84 x 64 used, 97.6%. Before, the bias was a pass of its own over dy
- * (103 MB at batch 2: 4.4-12 ms of a 48-56 ms pass).
+ * blocking above also runs its 16-tap panels part empty (81.5% used);
+ * here the 82nd tap, a row of ones, gives the bias gradient (the sum of
+ * dy over positions) in the same pass over dy: 84 of 84 x 64 used, 97.6%.
+ * Before, the bias was a pass of its own over dy (103 MB at batch 2:
+ * 4.4-12 ms of a 48-56 ms pass).
  *
- * Work items are segments of the positions, as above, each summing into a
- * zeroed gw^T of its own; the segments' sums are added into gw and gb in
- * segment order afterwards. The segment count depends on the shape only,
- * so results do not depend on the threads. */
+ * Work items: a block of tap panels times a segment of the positions.
+ * Each item sums into a tile-major gw^T of its own (its taps x every
+ * filter: a whole tile is one contiguous 384 bytes), then adds that into
+ * gw (and gb), or into its segment's partial sums, which are added into gw
+ * in segment order at the end. Tap blocks cost a repacking of dy each,
+ * segments a partial gw each; the split is the cheaper of the two for the
+ * shape, from the shape alone, so results do not depend on the threads. */
 
-/* The kernel with its 6 rows read in place: the 6 taps' values along runs
- * of positions (one output row each, or part of one), tap i of run r at
- * ar[r][i][k * st] for k < len[r]; b: dy at the runs' positions in order,
- * NR floats each. c += the tile. Packing the taps instead (a transpose of
- * 6 x 8 per piece) took 7-12 ms per thread of conv1a's 39-50 ms pass. */
-VT_AVX2 static void kernel_6x16_runs(int nruns, const float *const (*ar)[MR], const int *len,
-                                     int st, const float *b, float *c, size_t ldc)
+/* c (a tile, MR x NR, rows ldc apart) += the 6 taps' values along the
+ * runs times b. Tap i of run r is at t[i][ro[i][r] + k * st], k < len[r]:
+ * ro[i] the runs' window origins for a tap of x, or their first
+ * positions' indices times st for the row of ones or zeros. b: dy at the
+ * runs' positions in order, NR floats each. */
+VT_AVX2 static void kernel_6x16_runs(int nruns, const float *const *t, const int *const *ro,
+                                     const int *len, int st, const float *b, float *c,
+                                     size_t ldc, const float *init)
 {
     const ptrdiff_t *cols = NULL;
-    const float *init = NULL;
     const int mv = MR, nv = NR, relu = 0;
     C_PREFETCH();
     C_ZERO();
     for (int r = 0; r < nruns; r++) {
-        const float *p0 = ar[r][0], *p1 = ar[r][1], *p2 = ar[r][2];
-        const float *p3 = ar[r][3], *p4 = ar[r][4], *p5 = ar[r][5];
-        /* unrolled as kernel_6x16 (conv1a's weight gradient: 42.2 -> 40.3
-         * ms, 6 of 8 alternating rounds) */
+        const float *p0 = t[0] + ro[0][r], *p1 = t[1] + ro[1][r], *p2 = t[2] + ro[2][r];
+        const float *p3 = t[3] + ro[3][r], *p4 = t[4] + ro[4][r], *p5 = t[5] + ro[5][r];
+        const int n = len[r];
+        if (st == 1) {
+            /* unit stride, the common case: indexed as kernel_6x16 */
 #pragma GCC unroll 4
-        for (int k = 0, n = len[r]; k < n; k++) {
-            FMA_STEP(b, p0, p1, p2, p3, p4, p5);
-            p0 += st;
-            p1 += st;
-            p2 += st;
-            p3 += st;
-            p4 += st;
-            p5 += st;
-            b += NR;
+            for (int k = 0; k < n; k++)
+                FMA_STEP(b + (size_t)k * NR, p0 + k, p1 + k, p2 + k, p3 + k, p4 + k, p5 + k);
+        } else {
+#pragma GCC unroll 4
+            for (int k = 0; k < n; k++) {
+                FMA_STEP(b + (size_t)k * NR, p0, p1, p2, p3, p4, p5);
+                p0 += st;
+                p1 += st;
+                p2 += st;
+                p3 += st;
+                p4 += st;
+                p5 += st;
+            }
         }
+        b += (size_t)n * NR;
     }
     C_STORE();
 }
@@ -1154,6 +1170,34 @@ VT_AVX2 static void pack_fdy(const vt_conv_geom *g, const float *dg, const chunk
             }
 }
 
+/* The split into tap blocks and position segments: at least WITEMS items
+ * where the shape allows, at the least cost of repacking dy (a tap block
+ * each) and of partial sums (a segment each, within WPART_MAX). */
+static void taps_split(int tpan, long qblocks, size_t wsz, size_t dysz, int *tblocks,
+                       long *segs)
+{
+    double best = -1;
+    *tblocks = 1;
+    *segs = 1;
+    for (int tb = 1; tb <= WITEMS && tb <= tpan; tb++) {
+        long sg = (WITEMS + tb - 1) / tb;
+        if (sg > qblocks)
+            sg = qblocks;
+        if ((size_t)(sg - 1) * wsz > WPART_MAX)
+            sg = 1 + (long)(WPART_MAX / wsz);
+        if (sg < 1)
+            sg = 1;
+        if (tb * sg < WITEMS && tb < tpan && tb < WITEMS)
+            continue; /* too few items while more tap blocks would do */
+        const double cost = (double)sg * wsz + (double)tb * dysz;
+        if (best < 0 || cost < best) {
+            best = cost;
+            *tblocks = tb;
+            *segs = sg;
+        }
+    }
+}
+
 int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, const float *gy,
                                        float *gw, float *gb)
 {
@@ -1164,17 +1208,21 @@ int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, co
         return 0;
     const int og = g->o, kg = g->c * g->kt * g->kh * g->kw, ones = gb != NULL;
     const int tpan = (kg + ones + MR - 1) / MR, fpan = (og + NR - 1) / NR;
-    const int rows = tpan * MR, cols = fpan * NR; /* gw^T, padded */
     const long total = (long)g->n * g->to * g->ho * g->wo;
     const long qblocks = (total + KQ - 1) / KQ;
-    long segs = WITEMS < qblocks ? WITEMS : qblocks;
-    if (segs < 1)
-        segs = 1;
-    const size_t tsz = (size_t)rows * cols;
-    float *part = calloc((size_t)segs * tsz, sizeof *part);
-    VT_ASSERT(part, "conv: out of memory for %ld weight-gradient partials", segs);
+    const size_t wsz = (size_t)og * kg + (size_t)og; /* gw, then gb */
+    int tblocks;
+    long segs;
+    taps_split(tpan, qblocks, wsz, (size_t)og * total, &tblocks, &segs);
+    const int tper = (tpan + tblocks - 1) / tblocks;
+    float *part = NULL;
+    if (segs > 1) {
+        part = malloc((size_t)(segs - 1) * wsz * sizeof *part);
+        VT_ASSERT(part, "conv: out of memory for %ld weight-gradient partials", segs - 1);
+    }
     int *off = tap_offsets(g, &pd, kg);
     float *xp = pad_input(g, x, &pd);
+    const long items = (long)tblocks * segs;
     const double macs = (double)og * kg * (double)total;
     const int th = omp_in_parallel() ? 1 : omp_get_max_threads();
 
@@ -1188,16 +1236,20 @@ int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, co
         zero_run[i] = 0.0f;
     }
 
-#pragma omp parallel num_threads(th) if (th > 1 && segs > 1 && macs >= 1e6)
+#pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
     {
         float *bp = scratch_get(&scr_dy, (size_t)fpan * KQ * NR * sizeof(float), "dy panel");
         chunk_tab *ct = scratch_get(&scr_tab, sizeof *ct, "position table");
-        const float *(*ar)[MR] = scratch_get(&scr_cols, (size_t)KQ * sizeof *ar, "tap runs");
-        int len[KQ], org[KQ];
+        float *acc = scratch_get(&scr_cols, (size_t)tper * MR * fpan * NR * sizeof(float),
+                                 "weight-gradient tiles");
+        int len[KQ], org[KQ], atv[KQ];
 #pragma omp for schedule(dynamic, 1)
-        for (long s = 0; s < segs; s++) {
-            float *c = part + (size_t)s * tsz;
-            for (long qb = qblocks * s / segs; qb < qblocks * (s + 1) / segs; qb++) {
+        for (long it = 0; it < items; it++) {
+            const long s = it % segs;
+            const int tb = (int)(it / segs);
+            const int t0 = tb * tper, t1 = t0 + tper < tpan ? t0 + tper : tpan, nt = t1 - t0;
+            const long b0 = qblocks * s / segs, b1 = qblocks * (s + 1) / segs;
+            for (long qb = b0; qb < b1; qb++) {
                 const long q0 = qb * KQ;
                 const int nc = total - q0 < KQ ? (int)(total - q0) : KQ;
                 const int np = (nc + PIECE - 1) / PIECE, kq = np * PIECE;
@@ -1209,44 +1261,60 @@ int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, co
                 for (int j = 0; j < nc; j++) {
                     if (!j || ct->org[j] != ct->org[j - 1] + g->sw) {
                         org[nruns] = ct->org[j];
+                        atv[nruns] = j * g->sw;
                         len[nruns++] = 0;
                     }
                     len[nruns - 1]++;
                 }
-                for (int tp = 0; tp < tpan; tp++) {
-                    for (int r = 0, at = 0; r < nruns; at += len[r], r++)
+                /* filters outer: a panel of dy (16 KB) stays in L1 while
+                 * the item's taps, read in place, stream from L2 */
+                for (int fp = 0; fp < fpan; fp++) {
+                    const float *bj = bp + (size_t)fp * kq * NR;
+                    for (int tp = t0; tp < t1; tp++) {
+                        const float *tap[MR];
+                        const int *ro[MR];
                         for (int i = 0; i < MR; i++) {
                             const int k = tp * MR + i;
-                            ar[r][i] = k < kg              ? xp + off[k] + org[r]
-                                       : k == kg && ones ? one_run + (size_t)at * g->sw
-                                                         : zero_run + (size_t)at * g->sw;
+                            tap[i] = k < kg ? xp + off[k] : k == kg && ones ? one_run : zero_run;
+                            ro[i] = k < kg ? org : atv;
                         }
-                    for (int fp = 0; fp < fpan; fp++)
-                        kernel_6x16_runs(nruns, (const float *const(*)[MR])ar, len, g->sw,
-                                         bp + (size_t)fp * kq * NR,
-                                         c + (size_t)tp * MR * cols + (size_t)fp * NR,
-                                         (size_t)cols);
+                        kernel_6x16_runs(nruns, tap, ro, len, g->sw, bj,
+                                         acc + ((size_t)fp * nt + (tp - t0)) * MR * NR, NR,
+                                         qb == b0 ? zeros : NULL);
+                    }
+                }
+            }
+            /* into gw and gb, or set in the segment's partials (every
+             * entry belongs to one item), transposed: a filter's taps are
+             * a row of gw, written in order. Tap k of filter o is at
+             * (k - k0) * NR + o % NR in the filter panel's tiles. */
+            float *dw = s ? part + (size_t)(s - 1) * wsz : gw, *db = s ? dw + (size_t)og * kg : gb;
+            const int k0 = t0 * MR, k1 = t1 * MR < kg + ones ? t1 * MR : kg + ones;
+            for (int o = 0; o < og; o++) {
+                const float *a = acc + (size_t)(o / NR) * nt * MR * NR + o % NR;
+                float *row = dw + (size_t)o * kg;
+                for (int k = k0; k < k1; k++) {
+                    const float v = a[(size_t)(k - k0) * NR];
+                    float *e = k < kg ? row + k : db + o;
+                    *e = s ? v : *e + v;
                 }
             }
         }
     }
-#pragma omp parallel for schedule(static) if ((size_t)og * kg > 65536 && th > 1)
-    for (int o = 0; o < og; o++) {
-        for (int k = 0; k < kg; k++) {
-            float v = gw[(size_t)o * kg + k];
-            for (long s = 0; s < segs; s++)
-                v += part[(size_t)s * tsz + (size_t)k * cols + o];
-            gw[(size_t)o * kg + k] = v;
+    if (part) {
+#pragma omp parallel for schedule(static) if (wsz > 65536 && th > 1)
+        for (size_t i = 0; i < wsz; i++) {
+            if (i >= (size_t)og * kg && !gb)
+                continue;
+            float *e = i < (size_t)og * kg ? gw + i : gb + (i - (size_t)og * kg);
+            float v = *e;
+            for (long s = 1; s < segs; s++)
+                v += part[(size_t)(s - 1) * wsz + i];
+            *e = v;
         }
-        if (gb) {
-            float v = gb[o];
-            for (long s = 0; s < segs; s++)
-                v += part[(size_t)s * tsz + (size_t)kg * cols + o];
-            gb[o] = v;
-        }
+        free(part);
     }
     free(one_run);
-    free(part);
     free(off);
     return 1;
 }

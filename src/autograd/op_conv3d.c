@@ -731,12 +731,16 @@ static void conv_backward(const geom *g, const float *x, const float *w,
 
     const int igemm = path_forced == VT_CONV_PATH_AUTO || path_forced == VT_CONV_PATH_IGEMM;
     const int kg = g->c / g->groups * g->kt * g->kh * g->kw;
-    /* Few taps (C3D's conv1a, 81): the taps-by-filters kernel, which sums
-     * the bias in the same pass over dy (conv1a's weight gradient at batch
-     * 2: BLAS and the bias pass 50.8 ms, this 43.6, medians of 4
-     * alternating rounds). Not 1x1x1 ones: BLAS reads x in place there,
-     * this would copy it first. */
-    if (gw && igemm && kg < 128 && !is_pointwise(g) &&
+    /* The taps-by-filters kernel (conv_igemm.c), which reads x in place
+     * and sums the bias in the same pass over dy: for few taps (C3D's
+     * conv1a, 81; with BLAS and a bias pass its weight gradient at batch
+     * 2 took 50.8 ms, this 43.6, medians of 4 alternating rounds), and
+     * for long output rows, over which its runs of taps amortise their
+     * set-up: conv2a's (56 wide) 312.9 -> 291.5 ms, 5 of 6 alternating
+     * rounds; conv3a's (28 wide) went 148.8 -> 154-158, conv5a's (7)
+     * 18 -> 28. Not 1x1x1 ones: BLAS reads x in place there, this would
+     * copy it first. */
+    if (gw && igemm && (kg < 128 || g->wo >= 40) && !is_pointwise(g) &&
         vt_conv_igemm_backward_weight_taps(g, x, gy, gw, gb)) {
         gw = NULL;
         gb = NULL;

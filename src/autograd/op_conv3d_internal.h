@@ -65,9 +65,10 @@ void vt_conv_igemm_dcol(const vt_conv_geom *g, const float *wt, int gr, int p_lo
  * of its range. */
 int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const float *gy,
                                   float *gw);
-/* The same for layers of few taps (C3D's conv1a), with taps as the
- * kernel's 6 rows and filters as its 16 columns, and gb += the bias
- * gradient in the same pass when gb is not NULL. Groups of 1 only;
+/* The same with taps as the kernel's 6 rows, read from x in place, and
+ * filters as its 16 columns (for layers of few taps, C3D's conv1a, or of
+ * long output rows, conv2a), and gb += the bias gradient in the same pass
+ * when gb is not NULL. Groups of 1 only;
  * returns 0, having done nothing, as above. */
 int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, const float *gy,
                                        float *gw, float *gb);
