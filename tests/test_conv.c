@@ -201,6 +201,13 @@ static const conv_case FAST_CASES[] = {
     {{2, 6, 3, 4, 45}, {20, 6, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
     /* and at w stride 2 (43 wide), no bias: 4 tap blocks x 2 segments */
     {{1, 5, 2, 3, 85}, {7, 5, 3, 3, 3}, {{1, 1, 2}, {1, 1, 1}, {1, 1, 1}, 1}, 0},
+    /* few positions (the conv5-like case above goes the same way): 75
+     * positions, a ragged panel of 3; w stride 2, so the columns are
+     * gathered; 33 filters, a panel of 1; K = 540, a ragged block */
+    {{1, 20, 3, 5, 9}, {33, 20, 3, 3, 3}, {{1, 1, 2}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+    /* its data gradient (a convolution of gy by the swapped weights, K =
+     * 96 x 3) with 3 taps a filter, fewer than a transpose's 8 */
+    {{1, 32, 3, 4, 6}, {96, 32, 1, 1, 3}, {{1, 1, 1}, {0, 0, 1}, {1, 1, 1}, 1}, 1},
 };
 #define N_FAST_CASES ((int)(sizeof FAST_CASES / sizeof FAST_CASES[0]))
 

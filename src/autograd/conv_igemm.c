@@ -533,6 +533,252 @@ static float *packed_weights(size_t n)
     return packed;
 }
 
+/* ==== Forward, few positions: positions x filters =====================
+ *
+ * C3D's conv5 has 196 positions at batch 2 (98 a sample) against 13824
+ * taps and 512 filters (28 MB of weights). The blocking above gives each
+ * weight to 13 micro-panels of 16 positions (208 lanes for 196, 94% used),
+ * packs all the weights first (a 28 MB write and read-back, 8% of the
+ * pass), and reads each K block's weights from memory in its first
+ * pass over the panels: the forward ran at 57-61% of the FMA peak, the
+ * data gradient (the same convolution of dy by the swapped weights) at
+ * 49-55%.
+ *
+ * Here the roles swap: the kernel's 6 rows are positions (33 panels, 198
+ * lanes for 196) and its 16 columns filters (32 panels, all used). The
+ * columns of every K block are packed once, by all threads (11 MB for
+ * conv5, L3), then each work item, a range of filter panels, packs one
+ * 16-filter panel of weights at a time (16 KB, L1) straight from the
+ * layer's weights, swapped or not, and runs it against every position
+ * panel: each weight is read from memory once, and never written back.
+ * The item sums into tile-major tiles of its own (L2) over the K blocks,
+ * and writes y (bias, ReLU, or adding into y) once at the end. Batch 2, 2
+ * threads, medians of 6 alternating rounds: conv5a's forward 23.3 ->
+ * 20.0 ms, its data gradient 25.6 -> 20.5; conv5b's 22.8 -> 19.7 and
+ * 26.0 -> 20.7.
+ *
+ * Each output is init + the K blocks' FMA chains in order, as above, so
+ * results do not depend on the threads. */
+enum { FEW_MAX = 512 }; /* positions at most */
+
+static int few_positions(const vt_conv_geom *g)
+{
+    const long total = (long)g->n * g->to * g->ho * g->wo;
+    const int kg = g->c / g->groups * g->kt * g->kh * g->kw;
+    return g->groups == 1 && total <= FEW_MAX && g->o >= 2 * NR && kg >= KC;
+}
+
+/* Filters [16 fp, 16 fp + 16) of taps [k0, k0 + kc) as [tap][16], filters
+ * past og 0. w: the layer's weight (og x kg), or with swapped the weight
+ * of the layer whose data gradient this is (kg / kvol x og x kvol), tap
+ * o * kvol + i of filter c being w[o][c][kvol - 1 - i]; k0 and kc are then
+ * multiples of kvol. */
+VT_AVX2 static void pack_few_b(const float *w, int og, int kg, int kvol, int swapped, int fp,
+                               int k0, int kc, float *d)
+{
+    const int o0 = fp * NR, live = og - o0 < NR ? og - o0 : NR;
+    for (int h = 0; h < NR; h += 8) {
+        const int lv = live - h < 0 ? 0 : live - h < 8 ? live - h : 8;
+        if (!swapped) {
+            const float *s = w + (size_t)(o0 + h) * kg + k0;
+            int k = 0;
+            for (; k + 8 <= kc; k += 8) {
+                __m256 r[8];
+                for (int j = 0; j < 8; j++)
+                    r[j] = j < lv ? _mm256_loadu_ps(s + (size_t)j * kg + k) : _mm256_setzero_ps();
+                avx2_transpose8(r);
+                for (int l = 0; l < 8; l++)
+                    _mm256_store_ps(d + (size_t)(k + l) * NR + h, r[l]);
+            }
+            for (; k < kc; k++)
+                for (int j = 0; j < 8; j++)
+                    d[(size_t)k * NR + h + j] = j < lv ? s[(size_t)j * kg + k] : 0.0f;
+            continue;
+        }
+        /* per filter o of the layer, its 8 channels' kvol taps are 8 rows
+         * kvol apart: transposed 8 taps at a time, taps reversed */
+        for (int o = k0 / kvol; o < (k0 + kc) / kvol; o++) {
+            const float *s = w + ((size_t)o * og + o0 + h) * kvol;
+            float *dd = d + (size_t)(o * kvol - k0) * NR + h;
+            int i = 0;
+            for (; i < kvol && kvol >= 8; i += 8) {
+                /* the last 8 taps again for a ragged end (27: 0-7, 8-15,
+                 * 16-23, then 19-26, storing 24-26) */
+                const int i0 = i + 8 <= kvol ? i : kvol - 8;
+                __m256 r[8];
+                for (int j = 0; j < 8; j++)
+                    r[j] = j < lv ? _mm256_loadu_ps(s + (size_t)j * kvol + i0)
+                                  : _mm256_setzero_ps();
+                avx2_transpose8(r);
+                for (int l = i - i0; l < 8; l++)
+                    _mm256_store_ps(dd + (size_t)(kvol - 1 - i0 - l) * NR, r[l]);
+            }
+            for (; i < kvol; i++)
+                for (int j = 0; j < 8; j++)
+                    dd[(size_t)(kvol - 1 - i) * NR + j] = j < lv ? s[(size_t)j * kvol + i] : 0.0f;
+        }
+    }
+}
+
+/* Lines [l0, l1) of the weights pack_few_b reads for (fp, k0, kc), of
+ * few_lines(...) in all, fetched into L2: the next panel's, while the
+ * kernel runs this one's (each weight is read once, from memory; without
+ * this the packing waited on it, 6-12% of conv5's passes). */
+static long few_lines(int kvol, int swapped, int kc)
+{
+    return swapped ? (long)kc / kvol * (kvol + 1) : (long)NR * ((kc + 15) / 16);
+}
+
+static void few_prefetch(const float *w, int og, int kg, int kvol, int swapped, int fp, int k0,
+                         int kc, long l0, long l1)
+{
+    const int o0 = fp * NR, live = og - o0 < NR ? og - o0 : NR;
+    for (long l = l0; l < l1; l++) {
+        const float *a;
+        if (swapped) {
+            /* filter o's taps of the 16 channels: one span of 16 kvol */
+            const long o = k0 / kvol + l / (kvol + 1), c = l % (kvol + 1);
+            const long span = (long)live * kvol;
+            a = w + ((size_t)o * og + o0) * kvol + (c * 16 < span ? c * 16 : span - 1);
+        } else {
+            const int j = (int)(l / ((kc + 15) / 16)), c = (int)(l % ((kc + 15) / 16));
+            if (j >= live)
+                continue;
+            a = w + (size_t)(o0 + j) * kg + k0 + (c * 16 < kc ? c * 16 : kc - 1);
+        }
+        _mm_prefetch((const char *)a, _MM_HINT_T1);
+    }
+}
+
+VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const float *x,
+                                const float *w, const float *b, float *y, int accumulate,
+                                int swapped, int relu)
+{
+    const int og = g->o, kvol = g->kt * g->kh * g->kw, kg = g->c * kvol;
+    const int p = g->to * g->ho * g->wo, hw = g->ho * g->wo;
+    const int total = g->n * p, npp = (total + MR - 1) / MR, fpan = (og + NR - 1) / NR;
+    const int kcb = !swapped ? KC : kvol <= KC ? KC / kvol * kvol : kvol;
+    const int kblocks = (kg + kcb - 1) / kcb;
+    int org[FEW_MAX + MR];
+    ptrdiff_t yoff[FEW_MAX];
+    for (int q = 0; q < npp * MR; q++) {
+        if (q >= total) {
+            org[q] = org[0]; /* a valid address; the lane is masked */
+            continue;
+        }
+        const int n = q / p, pp = q % p, to = pp / hw, ho = pp % hw / g->wo, wo = pp % g->wo;
+        org[q] = (int)((size_t)n * pd->xs) + (to * g->st * pd->hp + ho * g->sh) * pd->wp +
+                 wo * g->sw;
+        yoff[q] = (ptrdiff_t)n * og * p + pp;
+    }
+    int *off = tap_offsets(g, pd, kg);
+    const float *xp = pad_input(g, x, pd);
+    /* columns: [K block][position panel][tap of the block][6] */
+    float *ap = packed_weights((size_t)kg * npp * MR + 8);
+    const int th = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int items = fpan < 2 * th ? fpan : 2 * th;
+    const double macs = (double)og * kg * (double)total;
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+
+#pragma omp parallel num_threads(th) if (th > 1 && macs >= 1e6)
+    {
+#pragma omp for schedule(static)
+        for (long u = 0; u < (long)kblocks * npp; u++) {
+            const int kb = (int)(u / npp), pp = (int)(u % npp);
+            const int k0 = kb * kcb, kc = kg - k0 < kcb ? kg - k0 : kcb;
+            float *d = ap + (size_t)k0 * npp * MR + (size_t)pp * kc * MR;
+            const int live = total - pp * MR < MR ? total - pp * MR : MR;
+            const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(live),
+                                                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            const int *oq = org + pp * MR;
+            /* 8 lanes a tap, the last 2 overwritten by the next tap's; the
+             * panel's last tap keeps to its 6 (the next panel may be
+             * another thread's) */
+#define FEW_STORE(v)                                                            \
+    do {                                                                        \
+        if (k + 1 < kc)                                                         \
+            _mm256_storeu_ps(d + (size_t)k * MR, v);                            \
+        else                                                                    \
+            _mm256_maskstore_ps(d + (size_t)k * MR, six, v);                    \
+    } while (0)
+            /* at unit w stride the 6 positions are at most two runs (rows
+             * of 6 or more): two loads and a blend a tap, against a
+             * gather (conv5's column packing took 9-10% of its passes
+             * with gathers) */
+            int split = live;
+            for (int l = 1; l < live; l++)
+                if (oq[l] != oq[l - 1] + 1) {
+                    split = l;
+                    break;
+                }
+            int runs2 = g->sw == 1;
+            for (int l = split + 1; l < live && runs2; l++)
+                runs2 = oq[l] == oq[l - 1] + 1;
+            if (runs2) {
+                /* lanes below split from the first run, the rest from the
+                 * second; a lane past live reads a finite value of x that
+                 * lands in a row never stored (GUARD bounds the loads) */
+                const float *sa = xp + oq[0], *sb = xp + (split < live ? oq[split] - split : oq[0]);
+                const __m256 mb = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(split - 1)));
+                for (int k = 0; k < kc; k++) {
+                    const int ok = off[k0 + k];
+                    const __m256 v = _mm256_blendv_ps(_mm256_loadu_ps(sa + ok),
+                                                      _mm256_loadu_ps(sb + ok), mb);
+                    FEW_STORE(v);
+                }
+                continue;
+            }
+            const __m256i o = _mm256_loadu_si256((const __m256i *)oq);
+            for (int k = 0; k < kc; k++) {
+                const __m256 v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), xp + off[k0 + k], o,
+                                                          _mm256_castsi256_ps(lanes), 4);
+                FEW_STORE(v);
+            }
+#undef FEW_STORE
+        }
+        float *bp = scratch_get(&scr_cols, (size_t)kcb * NR * sizeof(float), "weight panel");
+        const int fper = (fpan + items - 1) / items;
+        float *acc = scratch_get(&scr_dy, (size_t)fper * npp * MR * NR * sizeof(float),
+                                 "output tiles");
+#pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < items; it++) {
+            const int f0 = it * fper, f1 = f0 + fper < fpan ? f0 + fper : fpan;
+            for (int kb = 0; kb < kblocks; kb++) {
+                const int k0 = kb * kcb, kc = kg - k0 < kcb ? kg - k0 : kcb;
+                const float *ab = ap + (size_t)k0 * npp * MR;
+                for (int fp = f0; fp < f1; fp++) {
+                    pack_few_b(w, og, kg, kvol, swapped, fp, k0, kc, bp);
+                    /* the next panel: the item's next filter panel, or its
+                     * first one in the next K block */
+                    const int nf = fp + 1 < f1 ? fp + 1 : f0, nk0 = fp + 1 < f1 ? k0 : k0 + kcb;
+                    const int nkc = kg - nk0 < kcb ? kg - nk0 : kcb;
+                    const long nl = nk0 < kg ? few_lines(kvol, swapped, nkc) : 0;
+                    for (int pp = 0; pp < npp; pp++) {
+                        few_prefetch(w, og, kg, kvol, swapped, nf, nk0, nkc, nl * pp / npp,
+                                     nl * (pp + 1) / npp);
+                        kernel_6x16(kc, ab + (size_t)pp * kc * MR, bp,
+                                    acc + ((size_t)(fp - f0) * npp + pp) * MR * NR, NR,
+                                    kb ? NULL : zeros, MR, NR, NULL, 0);
+                    }
+                }
+            }
+            /* y: filter o's row, position by position */
+            for (int o = f0 * NR; o < f1 * NR && o < og; o++) {
+                const float *a = acc + (size_t)(o / NR - f0) * npp * MR * NR + o % NR;
+                const float bias = b ? b[o] : 0.0f;
+                float *yo = y + (size_t)o * p;
+                for (int q = 0; q < total; q++) {
+                    float *e = yo + yoff[q];
+                    float v = a[(size_t)q * NR] + (accumulate ? *e : bias);
+                    *e = !relu || v > 0.0f ? v : 0.0f;
+                }
+            }
+        }
+    }
+    free(off);
+}
+
 static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                          const float *b, float *y, int accumulate, int swapped, int relu);
 
@@ -554,6 +800,10 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
     padded pd;
     if (!padded_of(g, &pd))
         return 0;
+    if (few_positions(g)) {
+        forward_few(g, &pd, x, w, b, y, accumulate, swapped, relu);
+        return 1;
+    }
     const int og = g->o / g->groups, cg = g->c / g->groups;
     const int kvol = g->kt * g->kh * g->kw, kg = cg * kvol;
     const int mp = (og + MR - 1) / MR;
