@@ -791,8 +791,9 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
 }
 
 /* Positions per chunk at most: NC, or fewer, so that the chunk's outputs
- * (og x chunk, updated at every K block) stay within 512 KB, in L2 with
- * the chunk's columns. C3D at batch 2, 2 threads, medians of 5
+ * (og x chunk, loaded and stored at every K block) stay within 512 KB,
+ * this CPU's L2 a core (1 MB of them, 256 filters at 1024 positions,
+ * cannot stay there between blocks). C3D at batch 2, 2 threads, medians of 5
  * alternating rounds: conv3b (256 filters, 512 positions) forward 291.9
  * -> 275.5 ms, its data gradient 283.2 -> 275.9; conv3a 145.2 -> 138.6;
  * conv4b (512 filters, 256) 136.1 -> 129.4, conv4a 67.8 -> 65.9. conv2a's
