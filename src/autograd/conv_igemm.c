@@ -681,9 +681,9 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
     float *ap = packed_weights((size_t)kg * npp * MR + 8);
     const int th = omp_in_parallel() ? 1 : omp_get_max_threads();
     /* one item a thread: every item reads all the columns from L3 at
-     * every K block (conv5a, 8 alternating rounds: forward 19.60 -> 18.71
-     * ms with 2 items a thread, data gradient 19.86 -> 19.57; 4 and 8 a
-     * thread were slower still) */
+     * every K block (conv5a, 8 alternating rounds, one item a thread
+     * against 2: forward 18.71 vs 19.60 ms, data gradient 19.57 vs 19.86;
+     * 4 a thread 18.79 and 20.23, 8 a thread 21.91 and 20.98) */
     const int items = fpan < th ? fpan : th;
     const double macs = (double)og * kg * (double)total;
     const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
