@@ -1277,6 +1277,20 @@ VT_AVX2 static void pack_wdy(const vt_conv_geom *g, const float *dg, const chunk
     }
 }
 
+/* Segments of the positions for `per` items of another kind (tap blocks,
+ * groups): enough for WITEMS items in all, no more than the blocks of
+ * positions, and their partial sums (all but the first segment's, wsz
+ * floats each) within WPART_MAX. */
+static long seg_count(long per, long qblocks, size_t wsz)
+{
+    long segs = (WITEMS + per - 1) / per;
+    if (segs > qblocks)
+        segs = qblocks;
+    if ((size_t)(segs - 1) * wsz > WPART_MAX)
+        segs = 1 + (long)(WPART_MAX / wsz);
+    return segs < 1 ? 1 : segs;
+}
+
 int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const float *gy,
                                   float *gw)
 {
@@ -1295,13 +1309,7 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
 
     /* Segments of the positions: enough items to share out, within the
      * partials' budget; from the shape alone. */
-    long segs = (WITEMS + (long)g->groups * tblocks - 1) / ((long)g->groups * tblocks);
-    if (segs > qblocks)
-        segs = qblocks;
-    if ((size_t)(segs - 1) * wsz > WPART_MAX)
-        segs = 1 + (long)(WPART_MAX / wsz);
-    if (segs < 1)
-        segs = 1;
+    const long segs = seg_count((long)g->groups * tblocks, qblocks, wsz);
     float *part = NULL;
     if (segs > 1) {
         part = calloc((size_t)(segs - 1) * wsz, sizeof *part);
@@ -1456,13 +1464,7 @@ static void taps_split(int tpan, long qblocks, size_t wsz, size_t dysz, int *tbl
     *tblocks = 1;
     *segs = 1;
     for (int tb = 1; tb <= WITEMS && tb <= tpan; tb++) {
-        long sg = (WITEMS + tb - 1) / tb;
-        if (sg > qblocks)
-            sg = qblocks;
-        if ((size_t)(sg - 1) * wsz > WPART_MAX)
-            sg = 1 + (long)(WPART_MAX / wsz);
-        if (sg < 1)
-            sg = 1;
+        const long sg = seg_count(tb, qblocks, wsz);
         if (tb * sg < WITEMS && tb < tpan && tb < WITEMS)
             continue; /* too few items while more tap blocks would do */
         const double cost = (double)sg * wsz + (double)tb * dysz;
