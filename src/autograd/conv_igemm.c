@@ -842,7 +842,7 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
      * only its share of the weights. */
     const int th = omp_in_parallel() ? 1 : omp_get_max_threads();
     const long total = (long)g->n * p;
-    const long per = (total + nc_max(og) - 1) / nc_max(og);
+    const long ncm = nc_max(og), per = (total + ncm - 1) / ncm;
     const int chunk = (int)(((total + per - 1) / per + NR - 1) / NR * NR);
     int msplit = 1;
     if (per < 4L * th) {
