@@ -857,9 +857,11 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
     const long items = per * msplit;
     const double macs = (double)g->o * kg * (double)total;
 
-    /* The data gradient with one chunk (few positions: C3D's conv5, 196 at
-     * batch 2) reads its weights in place: every weight is used by that
-     * chunk alone, so the swapped pack (a gather, 28 MB for conv5, 20-25%
+    /* The data gradient with one chunk reads its weights in place (C3D's
+     * conv5 did, until forward_few took shapes like it; this now serves
+     * one-chunk layers that path does not take: groups, fewer than 32
+     * channels or 256 taps, 513-1024 positions): every weight is used by
+     * that chunk alone, so the swapped pack (a gather, 28 MB for conv5, 20-25%
      * of the pass) only wrote and read back a copy. Tap o * kvol + i of
      * its output channel c is w[o][c][kvol - 1 - i]; reversing the
      * columns' taps within each filter makes that w[o][c][i], runs of kvol
