@@ -13,8 +13,11 @@
  * wall time does (run with OMP_WAIT_POLICY=PASSIVE so waiting threads do
  * not count). VT_BENCH_ALL=1 also prints every conv repetition to stderr,
  * "REPS <name> <pass> <ms>...", for A/B comparisons by minimum or
- * percentile: on this VM a median of 5 moves by 10-30% between runs. */
+ * percentile: on this VM a median of 5 moves by 10-30% between runs.
+ * The last line, "RSS <MB>", is the process's peak resident set: run with
+ * --only NAME it is that layer's (compare.py does). */
 #include <omp.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,5 +243,8 @@ int main(int argc, char **argv)
         bench_lstm(16, reps);
         bench_lstm(64, reps);
     }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("RSS %.0f\n", (double)ru.ru_maxrss / 1024.0);
     return 0;
 }

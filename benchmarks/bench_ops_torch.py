@@ -4,6 +4,7 @@
     /usr/bin/python3 benchmarks/bench_ops_torch.py [--reps N] [--threads T] [--only NAME]
 """
 import argparse
+import resource
 import statistics
 import time
 
@@ -98,6 +99,8 @@ def main():
     if not a.only or a.only == "lstm":
         lstm(16, a.reps)
         lstm(64, a.reps)
+    # as bench_ops.c: the process's peak resident set, the last line
+    print("RSS %.0f" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ vtrain/PyTorch (> 1: vtrain is faster).
 model and op row N times, vtrain and PyTorch alternating, prints every
 round and then the median time of each side and the median of the
 per-round ratios: on a machine whose speed drifts (a shared VM) a single
-pair of runs can catch one side in a slow phase. --only keeps the rows
-whose name contains SUBSTRING (and skips the per-layer table).
+pair of runs can catch one side in a slow phase. The per-layer table
+(compare.py) gets the same N rounds, each layer in its own process. --only
+keeps the rows whose name contains SUBSTRING (and skips the per-layer
+table).
 """
 import statistics
 import argparse
@@ -115,7 +117,7 @@ def main():
         return
     print("\n# C3D conv layers (batch 2) and LSTM 512->512 (batch 8), 2 threads:")
     subprocess.run([py, os.path.join(here, "compare.py"), "--build", a.build, "--threads", "2",
-                    "--reps", str(a.reps)], check=True)
+                    "--reps", str(a.reps), "--rounds", str(a.rounds)], check=True)
 
 
 if __name__ == "__main__":
