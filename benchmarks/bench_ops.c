@@ -1,10 +1,11 @@
 /* bench_ops.c - conv3d on C3D's layer shapes and the LSTM, forward and
  * backward, median of timed repetitions after two warm-ups.
  *
- *   bench_ops [--reps N] [--threads T] [--only NAME] [--path auto|sample|shared|igemm]
- *             [--tile-mb MB]
+ *   bench_ops [--reps N] [--threads T] [--only NAME] [--pass PASS]
+ *             [--path auto|sample|shared|igemm] [--tile-mb MB]
  *
- * --path and --tile-mb force the conv's fast path and column budget
+ * --pass keeps one conv pass (fwd, bwd_data or bwd_weight), for a
+ * profile of that pass alone. --path and --tile-mb force the conv's fast path and column budget
  * (op_conv3d_internal.h), to compare them on the real layer shapes.
  * Prints one line per measurement, "ROW <name> <pass> <median_ms> <gflops>",
  * the format benchmarks/compare.py reads to put PyTorch beside it. Conv
@@ -191,7 +192,7 @@ static void bench_lstm(int T, int reps)
 int main(int argc, char **argv)
 {
     int reps = 5, threads = 0;
-    const char *only = NULL;
+    const char *only = NULL, *only_pass = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
@@ -199,6 +200,8 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
+        else if (!strcmp(argv[i], "--pass") && i + 1 < argc)
+            only_pass = argv[++i];
         else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             const char *p = argv[++i];
             int path = !strcmp(p, "sample")   ? VT_CONV_PATH_SAMPLE
@@ -215,7 +218,7 @@ int main(int argc, char **argv)
             vt_conv_set_tile_bytes((size_t)(atof(argv[++i]) * (1 << 20)));
         else {
             fprintf(stderr,
-                    "usage: %s [--reps N] [--threads T] [--only NAME] "
+                    "usage: %s [--reps N] [--threads T] [--only NAME] [--pass PASS] "
                     "[--path auto|sample|shared|igemm] [--tile-mb MB]\n",
                     argv[0]);
             return 2;
@@ -235,6 +238,8 @@ int main(int argc, char **argv)
         double flops = 2.0 * batch * s->cout * s->t * s->h * s->w * s->cin * 27.0;
         static const char *const pass[3] = {"fwd", "bwd_data", "bwd_weight"};
         for (int p = 0; p < 3; p++) {
+            if (only_pass && strcmp(only_pass, pass[p]))
+                continue;
             double cpu, t = time_conv(s, batch, p, reps, &cpu);
             row_cpu(s->name, pass[p], t, cpu, flops);
         }

@@ -208,6 +208,14 @@ static const conv_case FAST_CASES[] = {
     /* its data gradient (a convolution of gy by the swapped weights, K =
      * 96 x 3) with 3 taps a filter, fewer than a transpose's 8 */
     {{1, 32, 3, 4, 6}, {96, 32, 1, 1, 3}, {{1, 1, 1}, {0, 0, 1}, {1, 1, 1}, 1}, 1},
+    /* taps in the temporal padding skipped: K = 513, so the last K block
+     * is one tap (channel 18's last, of kernel frame 2), which the last
+     * output frame's panels skip: their ReLU comes at the block before */
+    {{2, 19, 3, 5, 6}, {8, 19, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+    /* kernel frames of 17 x 17 = 289 taps: the first output frame's first
+     * live tap (289) is in the second K block, which then adds the bias;
+     * the last frame's last live tap (866) in the fourth, of five */
+    {{1, 2, 2, 17, 17}, {4, 2, 2, 17, 17}, {{1, 1, 1}, {1, 8, 8}, {1, 1, 1}, 1}, 1},
 };
 #define N_FAST_CASES ((int)(sizeof FAST_CASES / sizeof FAST_CASES[0]))
 
@@ -301,8 +309,9 @@ START_TEST(relu_fused_matches_unfused)
     /* FAST_CASES: 3 x 1680 positions (several chunks, micro-panels across
      * rows and samples); K = 648 (the ReLU only at the third K block's
      * store); strides, padding, dilation and 3 groups; K = 300 in two
-     * blocks with w stride 2; the 1x1x1 shortcut */
-    static const int pick[] = {8, 6, 7, 9, 4};
+     * blocks with w stride 2; the 1x1x1 shortcut; the ReLU of panels
+     * whose last K blocks are all temporal padding */
+    static const int pick[] = {8, 6, 7, 9, 4, 25, 26};
     vt_ctx c;
     vt_ctx_init(&c, 1);
     char what[64];

@@ -174,6 +174,25 @@ VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c
     C_STORE();
 }
 
+/* kernel_6x16 over the runs (start, length) of the block's taps only
+ * (see tap_runs): a and b as there, the same FMA order within them. */
+VT_AVX2 static void kernel_6x16_sel(int nrun, const int *rs, const int *rl, const float *a,
+                                    const float *b, float *c, size_t ldc, const float *init,
+                                    int mv, int nv, const ptrdiff_t *cols, int relu)
+{
+    C_PREFETCH();
+    C_ZERO();
+    for (int r = 0; r < nrun; r++) {
+        const float *ar = a + (size_t)rs[r] * MR, *br = b + (size_t)rs[r] * NR;
+#pragma GCC unroll 4
+        for (int k = 0; k < rl[r]; k++) {
+            const float *ak = ar + (size_t)k * MR;
+            FMA_STEP(br + (size_t)k * NR, ak, ak + 1, ak + 2, ak + 3, ak + 4, ak + 5);
+        }
+    }
+    C_STORE();
+}
+
 /* a: MR rows of taps in place, rs apart, in runs of run taps (kc a
  * multiple), each run jump after the last's start: the data gradient's
  * layer weights (runs of one filter's taps, see igemm_forward), or a
@@ -314,6 +333,87 @@ static float *pad_input(const vt_conv_geom *g, const float *x, const padded *pd)
     return xp + GUARD;
 }
 
+/* ==== Taps in the temporal padding ====================================
+ *
+ * An output frame near the clip's ends has windows whose first (or last)
+ * kernel frames lie wholly in the padding: C3D's conv5 (2 frames, kt 3,
+ * padding 1) has a third of every window there, conv4 a sixth on
+ * average, conv3 a twelfth. Those taps read zeros; a micro-panel whose
+ * positions all lie in such frames skips them: its kernel runs over the
+ * taps of the other kernel frames only (tap_runs), in their order, so its
+ * sums are those of the full chain less the products with padding. Taps
+ * are counted channel-major (tap k: channel k / kvol, kernel frame k %
+ * kvol / (kh kw)), so a kernel frame's taps are runs of kh kw. Only the
+ * temporal padding: a spatial border's taps are spread through the
+ * panel's positions (a row end), not whole panels. */
+
+/* Bit i: kernel frame i of output frame to's windows lies in the input
+ * (not the padding). All bits for kt > 31: nothing skipped. */
+static unsigned frame_taps(const vt_conv_geom *g, int to)
+{
+    if (g->kt > 31)
+        return ~0u;
+    unsigned m = 0;
+    for (int i = 0; i < g->kt; i++) {
+        const int ti = to * g->st - g->pt + i * g->dt;
+        if (ti >= 0 && ti < g->t)
+            m |= 1u << i;
+    }
+    return m;
+}
+
+static unsigned all_taps(const vt_conv_geom *g)
+{
+    return g->kt > 31 ? ~0u : (1u << g->kt) - 1;
+}
+
+/* Does any output frame have taps in the padding? */
+static int frames_skip(const vt_conv_geom *g)
+{
+    for (int to = 0; to < g->to; to++)
+        if (frame_taps(g, to) != all_taps(g))
+            return 1;
+    return 0;
+}
+
+/* The taps of [k0, k0 + kc) whose kernel frame is in mask, as runs (start
+ * from k0, length) in order; returns their count (at most kc). */
+static int tap_runs(const vt_conv_geom *g, unsigned mask, int k0, int kc, int *rs, int *rl)
+{
+    const int khw = g->kh * g->kw, kvol = g->kt * khw;
+    int n = 0;
+    for (int k = k0; k < k0 + kc;) {
+        const int i = k % kvol, end0 = k + khw - i % khw;
+        const int end = end0 < k0 + kc ? end0 : k0 + kc;
+        if (mask >> (i / khw) & 1) {
+            if (n && rs[n - 1] + rl[n - 1] == k - k0)
+                rl[n - 1] += end - k;
+            else {
+                rs[n] = k - k0;
+                rl[n] = end - k;
+                n++;
+            }
+        }
+        k = end;
+    }
+    return n;
+}
+
+/* The first and last taps of mask's kernel frames (mask not 0), over the
+ * whole K (cg channels of kvol taps): the K blocks holding them take the
+ * bias and apply the ReLU. */
+static void mask_ends(const vt_conv_geom *g, unsigned mask, int kg, int *kf, int *kl)
+{
+    const int khw = g->kh * g->kw, kvol = g->kt * khw;
+    int lo = 0, hi = g->kt - 1;
+    while (!(mask >> lo & 1))
+        lo++;
+    while (!(mask >> hi & 1))
+        hi--;
+    *kf = lo * khw;
+    *kl = kg - kvol + (hi + 1) * khw - 1;
+}
+
 /* A chunk: positions counted across the batch (q = sample * P + p), so a
  * layer with small maps (C3D's conv5: 98 a sample) still gets wide chunks
  * and reads its weights once per chunk, not once per sample. Each
@@ -328,6 +428,7 @@ typedef struct {
     int seg0[NC / 8 + 1];         /* segments of panel jb: seg0[jb] .. seg0[jb+1] */
     int soff[NC];                 /* segment: org of its lane 0 (first - j0 * sw) */
     _Alignas(32) int smask[NC][NR]; /* segment: its lanes, -1 / 0 */
+    unsigned tcls[NC / 8];        /* panel: frame_taps of its positions, or'ed */
 } chunk_tab;
 
 static void chunk_tab_fill(const vt_conv_geom *g, const padded *pd, long q0, int nc,
@@ -339,8 +440,10 @@ static void chunk_tab_fill(const vt_conv_geom *g, const padded *pd, long q0, int
     int n0 = 0, ns = 0;
     for (int j = 0; j < npan * lanes; j++) {
         const int l = j % lanes;
-        if (l == 0)
+        if (l == 0) {
             ct->seg0[j / lanes] = ns;
+            ct->tcls[j / lanes] = 0;
+        }
         if (j >= nc) {
             ct->org[j] = 0;
             ct->yoff[j] = 0;
@@ -351,6 +454,7 @@ static void chunk_tab_fill(const vt_conv_geom *g, const padded *pd, long q0, int
         int to = pp / hw, ho = pp % hw / g->wo, wo = pp % g->wo;
         if (l == 0)
             n0 = n;
+        ct->tcls[j / lanes] |= frame_taps(g, to);
         ct->org[j] = (int)((size_t)n * pd->xs) +
                      (to * g->st * pd->hp + ho * g->sh) * pd->wp + wo * g->sw;
         ct->yoff[j] = (ptrdiff_t)((size_t)n * ys) + pp;
@@ -665,12 +769,15 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
     const int kblocks = (kg + kcb - 1) / kcb;
     int org[FEW_MAX + MR];
     ptrdiff_t yoff[FEW_MAX];
+    /* position panel pp's frame_taps, or'ed (see tap_runs) */
+    unsigned tcls[FEW_MAX / MR + 1] = {0};
     for (int q = 0; q < npp * MR; q++) {
         if (q >= total) {
             org[q] = org[0]; /* a valid address; the lane is masked */
             continue;
         }
         const int n = q / p, pp = q % p, to = pp / hw, ho = pp % hw / g->wo, wo = pp % g->wo;
+        tcls[q / MR] |= frame_taps(g, to);
         org[q] = (int)((size_t)n * pd->xs) + (to * g->st * pd->hp + ho * g->sh) * pd->wp +
                  wo * g->sw;
         yoff[q] = (ptrdiff_t)n * og * p + pp;
@@ -686,6 +793,8 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
      * 4 a thread 18.79 and 20.23, 8 a thread 21.91 and 20.98) */
     const int items = fpan < th ? fpan : th;
     const double macs = (double)og * kg * (double)total;
+    const int tskip = frames_skip(g);
+    const unsigned tall = all_taps(g);
     const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
 
 #pragma omp parallel num_threads(th) if (th > 1 && macs >= 1e6)
@@ -751,12 +860,37 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
                                  "output tiles");
         const float **pfl = scratch_get(&scr_tab, (size_t)few_lines(kcb) * sizeof *pfl,
                                         "prefetch list");
+        /* the K block's runs (tap_runs) for up to FEW_CLS panel classes;
+         * panels of further classes keep every tap */
+        enum { FEW_CLS = 4 };
+        unsigned cm[FEW_CLS];
+        int cn[FEW_CLS], cf[FEW_CLS], crs[FEW_CLS][KC + 1], crl[FEW_CLS][KC + 1];
+        int pcls[FEW_MAX / MR + 1];
 #pragma omp for schedule(dynamic, 1)
         for (int it = 0; it < items; it++) {
             const int f0 = it * fper, f1 = f0 + fper < fpan ? f0 + fper : fpan;
             for (int kb = 0; kb < kblocks; kb++) {
                 const int k0 = kb * kcb, kc = kg - k0 < kcb ? kg - k0 : kcb;
                 const float *ab = ap + (size_t)k0 * npp * MR;
+                int ncls = 0;
+                for (int pp = 0; pp < npp; pp++) {
+                    pcls[pp] = -1;
+                    if (!tskip || tcls[pp] == tall || !tcls[pp])
+                        continue;
+                    int c = 0;
+                    while (c < ncls && cm[c] != tcls[pp])
+                        c++;
+                    if (c == ncls && ncls < FEW_CLS) {
+                        int kf, kl;
+                        cm[c] = tcls[pp];
+                        cn[c] = tap_runs(g, cm[c], k0, kc, crs[c], crl[c]);
+                        mask_ends(g, cm[c], kg, &kf, &kl);
+                        cf[c] = k0 <= kf && kf < k0 + kc;
+                        ncls++;
+                    }
+                    if (c < ncls)
+                        pcls[pp] = c;
+                }
                 for (int fp = f0; fp < f1; fp++) {
                     pack_few_b(w, og, kg, kvol, swapped, fp, k0, kc, bp);
                     /* the next panel: the item's next filter panel, or its
@@ -768,9 +902,14 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
                     for (int pp = 0; pp < npp; pp++) {
                         for (long l = nl * pp / npp; l < nl * (pp + 1) / npp; l++)
                             _mm_prefetch((const char *)pfl[l], _MM_HINT_T1);
-                        kernel_6x16(kc, ab + (size_t)pp * kc * MR, bp,
-                                    acc + ((size_t)(fp - f0) * npp + pp) * MR * NR, NR,
-                                    kb ? NULL : zeros, MR, NR, NULL, 0);
+                        float *at = acc + ((size_t)(fp - f0) * npp + pp) * MR * NR;
+                        const int c = pcls[pp];
+                        if (c < 0)
+                            kernel_6x16(kc, ab + (size_t)pp * kc * MR, bp, at, NR,
+                                        kb ? NULL : zeros, MR, NR, NULL, 0);
+                        else if (cn[c])
+                            kernel_6x16_sel(cn[c], crs[c], crl[c], ab + (size_t)pp * kc * MR, bp,
+                                            at, NR, cf[c] ? zeros : NULL, MR, NR, NULL, 0);
                     }
                 }
             }
@@ -906,11 +1045,15 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                 off[k + j] = t;
             }
     float *xp = pad_input(g, x, &pd);
+    /* the weights read in place keep every tap (their kernel has no runs) */
+    const int tskip = ap && frames_skip(g);
+    const unsigned tall = all_taps(g);
 
 #pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
     {
         float *bp = scratch_get(&scr_cols, (size_t)kcb * chunk * sizeof(float), "column panel");
         chunk_tab *ct = scratch_get(&scr_tab, sizeof *ct, "position table");
+        int rs[KC + 1], rl[KC + 1];
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < items; it++) {
             const int s = (int)(it % msplit);
@@ -962,13 +1105,32 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                             const float *bj = bp + (size_t)jb * kc * NR;
                             const ptrdiff_t *cols = ct->cross[jb] ? ct->yoff + jb * NR : NULL;
                             float *cj = yg + (cols ? 0 : ct->yoff[jb * NR]);
+                            /* the panel's taps in the padding skipped; the
+                             * blocks of its first and last live taps take
+                             * the bias and the ReLU */
+                            const unsigned cls = ct->tcls[jb];
+                            const int sel = tskip && cls != tall && cls;
+                            int nrun = 0, first = k0 == 0, lastb = last;
+                            if (sel) {
+                                nrun = tap_runs(g, cls, k0, kc, rs, rl);
+                                if (!nrun)
+                                    continue;
+                                int kf, kl;
+                                mask_ends(g, cls, kg, &kf, &kl);
+                                first = k0 <= kf && kf < k0 + kc;
+                                lastb = relu && k0 <= kl && kl < k0 + kc;
+                            }
                             for (int ir = ic; ir < ie; ir++) {
                                 const int mv = og - ir * MR < MR ? og - ir * MR : MR;
-                                const float *init = k0 || accumulate ? NULL
+                                const float *init = !first || accumulate ? NULL
                                                     : b ? b + (size_t)gr * og + (size_t)ir * MR
                                                         : zeros;
                                 float *ct0 = cj + (size_t)ir * MR * p;
-                                if (ap)
+                                if (sel)
+                                    kernel_6x16_sel(nrun, rs, rl,
+                                                    packed_panel(ap, mp, kg, gr, ir, k0, kc), bj,
+                                                    ct0, (size_t)p, init, mv, nv, cols, lastb);
+                                else if (ap)
                                     kernel_6x16(kc, packed_panel(ap, mp, kg, gr, ir, k0, kc), bj,
                                                 ct0, (size_t)p, init, mv, nv, cols, last);
                                 else if (mv < MR)
