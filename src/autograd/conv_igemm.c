@@ -345,7 +345,10 @@ static float *pad_input(const vt_conv_geom *g, const float *x, const padded *pd)
  * are counted channel-major (tap k: channel k / kvol, kernel frame k %
  * kvol / (kh kw)), so a kernel frame's taps are runs of kh kw. Only the
  * temporal padding: a spatial border's taps are spread through the
- * panel's positions (a row end), not whole panels. */
+ * panel's positions (a row end), not whole panels. The forward kernels
+ * (a layer's forward and its unit-stride data gradient) skip them; the
+ * weight gradient does not: its 16-tap panels mix kernel frames (9 taps
+ * each for 3x3), and reordering its taps would scatter gw's rows. */
 
 /* Bit i: kernel frame i of output frame to's windows lies in the input
  * (not the padding). All bits for kt > 31: nothing skipped. */
@@ -799,7 +802,9 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
      * 4 a thread 18.79 and 20.23, 8 a thread 21.91 and 20.98) */
     const int items = fpan < th ? fpan : th;
     const double macs = (double)og * kg * (double)total;
-    const int tskip = frames_skip(g);
+    /* (blocks of one kvol above KC taps, rare, keep every tap: the runs'
+     * arrays below hold KC) */
+    const int tskip = kcb <= KC && frames_skip(g);
     const unsigned tall = all_taps(g);
     const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
 
