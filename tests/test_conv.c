@@ -216,6 +216,12 @@ static const conv_case FAST_CASES[] = {
      * live tap (289) is in the second K block, which then adds the bias;
      * the last frame's last live tap (866) in the fourth, of five */
     {{1, 2, 2, 17, 17}, {4, 2, 2, 17, 17}, {{1, 1, 1}, {1, 8, 8}, {1, 1, 1}, 1}, 1},
+    /* a 1-frame clip: its one output frame sees kernel frame 1 only; 2
+     * groups of 2 channels of 1 x 3 (groups: the general weight-gradient
+     * path, forced), so its kernel-frame-major 16-tap panels span three
+     * kernel frames of 6 taps; 1152 positions, enough for that path to
+     * skip them */
+    {{2, 4, 1, 24, 24}, {4, 2, 3, 1, 3}, {{1, 1, 1}, {1, 0, 1}, {1, 1, 1}, 2}, 1},
 };
 #define N_FAST_CASES ((int)(sizeof FAST_CASES / sizeof FAST_CASES[0]))
 
