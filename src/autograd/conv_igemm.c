@@ -1502,10 +1502,10 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
      * then the kh x kw taps), so a 16-tap panel holds one kernel frame
      * (or a few, where a frame has under 16 taps), and its kernel runs
      * over the pieces of positions whose frames have one of them in the
-     * input. A panel's 16 taps are then
-     * runs of kh x kw apart in gw, not one run: each item sums into
-     * tile-major tiles of its own (panel x filters) and adds them into gw
-     * (or its segment's partial) at its end. Batch 2, 2 threads, 4
+     * input. A panel's 16 taps are then runs of kh x kw apart in gw, not
+     * one run: each item sums into tile-major tiles of its own (panel x
+     * filters) and adds them into gw (or its segment's partial) at its
+     * end. Batch 2, 2 threads, 4
      * alternating rounds: conv4a (a sixth of the pairs padding) 78.5 ->
      * 65.4 ms, conv4b 137.4 -> 127.5; conv5 (a third, but 196 positions,
      * so the tiles' pass weighs more) 17.7 -> 19.6, and conv3 (a
