@@ -379,6 +379,19 @@ static int frames_skip(const vt_conv_geom *g)
     return 0;
 }
 
+/* [start, start + len) appended to the n runs (start, length) in rs, rl:
+ * the last one lengthened where they touch. */
+static inline void run_add(int *rs, int *rl, int *n, int start, int len)
+{
+    if (*n && rs[*n - 1] + rl[*n - 1] == start)
+        rl[*n - 1] += len;
+    else {
+        rs[*n] = start;
+        rl[*n] = len;
+        (*n)++;
+    }
+}
+
 /* The taps of [k0, k0 + kc) whose kernel frame is in mask, as runs (start
  * from k0, length) in order; returns their count (at most kc). */
 static int tap_runs(const vt_conv_geom *g, unsigned mask, int k0, int kc, int *rs, int *rl)
@@ -388,15 +401,8 @@ static int tap_runs(const vt_conv_geom *g, unsigned mask, int k0, int kc, int *r
     for (int k = k0; k < k0 + kc;) {
         const int i = k % kvol, end0 = k + khw - i % khw;
         const int end = end0 < k0 + kc ? end0 : k0 + kc;
-        if (mask >> (i / khw) & 1) {
-            if (n && rs[n - 1] + rl[n - 1] == k - k0)
-                rl[n - 1] += end - k;
-            else {
-                rs[n] = k - k0;
-                rl[n] = end - k;
-                n++;
-            }
-        }
+        if (mask >> (i / khw) & 1)
+            run_add(rs, rl, &n, k - k0, end - k);
         k = end;
     }
     return n;
@@ -1577,17 +1583,9 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
                              d++)
                             dm |= 1u << d;
                         int nrun = 0;
-                        for (int q = 0; q < np; q++) {
-                            if (!(ct->tcls[q] & dm))
-                                continue;
-                            if (nrun && rs[nrun - 1] + rl[nrun - 1] == q * PIECE)
-                                rl[nrun - 1] += PIECE;
-                            else {
-                                rs[nrun] = q * PIECE;
-                                rl[nrun] = PIECE;
-                                nrun++;
-                            }
-                        }
+                        for (int q = 0; q < np; q++)
+                            if (ct->tcls[q] & dm)
+                                run_add(rs, rl, &nrun, q * PIECE, PIECE);
                         /* the item's first block sets its tiles, runs or none */
                         if (!nrun && qb != b0)
                             continue;
