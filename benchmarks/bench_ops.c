@@ -5,8 +5,9 @@
  *             [--path auto|sample|shared|igemm] [--tile-mb MB]
  *
  * --pass keeps one conv pass (fwd, bwd_data or bwd_weight), for a
- * profile of that pass alone. --path and --tile-mb force the conv's fast path and column budget
- * (op_conv3d_internal.h), to compare them on the real layer shapes.
+ * profile of that pass alone. --path and --tile-mb force the conv's fast
+ * path and column budget (op_conv3d_internal.h), to compare them on the
+ * real layer shapes.
  * Prints one line per measurement, "ROW <name> <pass> <median_ms> <gflops>",
  * the format benchmarks/compare.py reads to put PyTorch beside it. Conv
  * rows go on with the median process CPU time and the GFLOP per CPU-second:
@@ -200,8 +201,14 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
-        else if (!strcmp(argv[i], "--pass") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--pass") && i + 1 < argc) {
             only_pass = argv[++i];
+            if (strcmp(only_pass, "fwd") && strcmp(only_pass, "bwd_data") &&
+                strcmp(only_pass, "bwd_weight")) {
+                fprintf(stderr, "--pass: fwd, bwd_data or bwd_weight, not '%s'\n", only_pass);
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             const char *p = argv[++i];
             int path = !strcmp(p, "sample")   ? VT_CONV_PATH_SAMPLE
