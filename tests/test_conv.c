@@ -208,9 +208,10 @@ static const conv_case FAST_CASES[] = {
     /* its data gradient (a convolution of gy by the swapped weights, K =
      * 96 x 3) with 3 taps a filter, fewer than a transpose's 8 */
     {{1, 32, 3, 4, 6}, {96, 32, 1, 1, 3}, {{1, 1, 1}, {0, 0, 1}, {1, 1, 1}, 1}, 1},
-    /* taps in the temporal padding skipped: K = 513, so the last K block
-     * is one tap (channel 18's last, of kernel frame 2), which the last
-     * output frame's panels skip: their ReLU comes at the block before */
+    /* taps that read only temporal padding are left out of the sums: K =
+     * 513, so the last K block is one tap (channel 18's last, of kernel
+     * frame 2), which the last output frame's panels leave out: their
+     * ReLU comes at the block before */
     {{2, 19, 3, 5, 6}, {8, 19, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
     /* kernel frames of 17 x 17 = 289 taps: the first output frame's first
      * live tap (289) is in the second K block, which then adds the bias;
@@ -220,7 +221,7 @@ static const conv_case FAST_CASES[] = {
      * groups of 2 channels of 1 x 3 (groups: the general weight-gradient
      * path, forced), so its kernel-frame-major 16-tap panels span three
      * kernel frames of 6 taps; 1152 positions, enough for that path to
-     * skip them */
+     * leave the padding's taps out */
     {{2, 4, 1, 24, 24}, {4, 2, 3, 1, 3}, {{1, 1, 1}, {1, 0, 1}, {1, 1, 1}, 2}, 1},
 };
 #define N_FAST_CASES ((int)(sizeof FAST_CASES / sizeof FAST_CASES[0]))

@@ -446,7 +446,8 @@ static void chunk_tab_fill(const vt_conv_geom *g, const padded *pd, long q0, int
     const int hw = g->ho * g->wo;
     const long p = (long)g->to * hw;
     const size_t ys = (size_t)g->o * (size_t)p;
-    int n0 = 0, ns = 0;
+    int n0 = 0, ns = 0, fto = -1;
+    unsigned fm = 0; /* frame_taps of frame fto: a chunk's positions share few frames */
     for (int j = 0; j < npan * lanes; j++) {
         const int l = j % lanes;
         if (l == 0) {
@@ -463,7 +464,11 @@ static void chunk_tab_fill(const vt_conv_geom *g, const padded *pd, long q0, int
         int to = pp / hw, ho = pp % hw / g->wo, wo = pp % g->wo;
         if (l == 0)
             n0 = n;
-        ct->tcls[j / lanes] |= frame_taps(g, to);
+        if (to != fto) {
+            fto = to;
+            fm = frame_taps(g, to);
+        }
+        ct->tcls[j / lanes] |= fm;
         ct->org[j] = (int)((size_t)n * pd->xs) +
                      (to * g->st * pd->hp + ho * g->sh) * pd->wp + wo * g->sw;
         ct->yoff[j] = (ptrdiff_t)((size_t)n * ys) + pp;
@@ -1519,10 +1524,9 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
      * more in the padding, and 4 blocks of positions or more. */
     const int khw = g->kh * g->kw, kvol = g->kt * khw;
     long padded_pairs = 0;
-    for (int to = 0; to < g->to; to++)
-        padded_pairs += g->kt - __builtin_popcount(frame_taps(g, to) & all_taps(g));
-    const int wskip = g->kt <= 31 && padded_pairs * 10 >= (long)g->to * g->kt &&
-                      total >= 4 * KQ;
+    for (int to = 0; to < g->to && g->kt <= 31; to++)
+        padded_pairs += g->kt - __builtin_popcount(frame_taps(g, to));
+    const int wskip = padded_pairs * 10 >= (long)g->to * g->kt && padded_pairs && total >= 4 * KQ;
     int *nat = NULL;
     if (wskip) {
         /* nat[k']: tap k' (frame-major) in gw's order; off permuted alike */
