@@ -423,6 +423,38 @@ static void mask_ends(const vt_conv_geom *g, unsigned mask, int kg, int *kf, int
     *kl = kg - kvol + (hi + 1) * khw - 1;
 }
 
+/* The runs of one K block for each panel class (or'ed frame_taps) met in
+ * it, computed once a block: a block's panels come in a few classes (the
+ * first frames', the last frames', the inner ones'). */
+enum { RUN_CLASSES = 4 };
+typedef struct {
+    int n; /* classes held; set to 0 at each K block */
+    unsigned mask[RUN_CLASSES];
+    int nrun[RUN_CLASSES], first[RUN_CLASSES], last[RUN_CLASSES];
+    int rs[RUN_CLASSES][KC + 1], rl[RUN_CLASSES][KC + 1];
+} run_cache;
+
+/* mask's entry for block [k0, k0 + kc) (kc <= KC): its runs, and whether
+ * the block holds the class's first live tap (the bias) and its last (the
+ * ReLU); -1 once RUN_CLASSES are held (the panel then keeps every tap). */
+static int run_class(run_cache *rc, const vt_conv_geom *g, unsigned mask, int kg, int k0,
+                     int kc)
+{
+    for (int c = 0; c < rc->n; c++)
+        if (rc->mask[c] == mask)
+            return c;
+    if (rc->n == RUN_CLASSES)
+        return -1;
+    const int c = rc->n++;
+    int kf, kl;
+    rc->mask[c] = mask;
+    rc->nrun[c] = tap_runs(g, mask, k0, kc, rc->rs[c], rc->rl[c]);
+    mask_ends(g, mask, kg, &kf, &kl);
+    rc->first[c] = k0 <= kf && kf < k0 + kc;
+    rc->last[c] = k0 <= kl && kl < k0 + kc;
+    return c;
+}
+
 /* A chunk: positions counted across the batch (q = sample * P + p), so a
  * layer with small maps (C3D's conv5: 98 a sample) still gets wide chunks
  * and reads its weights once per chunk, not once per sample. Each
@@ -882,37 +914,19 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
                                  "output tiles");
         const float **pfl = scratch_get(&scr_tab, (size_t)few_lines(kcb) * sizeof *pfl,
                                         "prefetch list");
-        /* the K block's runs (tap_runs) for up to FEW_CLS panel classes;
-         * panels of further classes keep every tap */
-        enum { FEW_CLS = 4 };
-        unsigned cm[FEW_CLS];
-        int cn[FEW_CLS], cf[FEW_CLS], crs[FEW_CLS][KC + 1], crl[FEW_CLS][KC + 1];
-        int pcls[FEW_MAX / MR + 1];
+        run_cache rc;
+        int pcls[FEW_MAX / MR + 1]; /* panel pp's run_class, -1: every tap */
 #pragma omp for schedule(dynamic, 1)
         for (int it = 0; it < items; it++) {
             const int f0 = it * fper, f1 = f0 + fper < fpan ? f0 + fper : fpan;
             for (int kb = 0; kb < kblocks; kb++) {
                 const int k0 = kb * kcb, kc = kg - k0 < kcb ? kg - k0 : kcb;
                 const float *ab = ap + (size_t)k0 * npp * MR;
-                int ncls = 0;
-                for (int pp = 0; pp < npp; pp++) {
-                    pcls[pp] = -1;
-                    if (!tskip || tcls[pp] == tall || !tcls[pp])
-                        continue;
-                    int c = 0;
-                    while (c < ncls && cm[c] != tcls[pp])
-                        c++;
-                    if (c == ncls && ncls < FEW_CLS) {
-                        int kf, kl;
-                        cm[c] = tcls[pp];
-                        cn[c] = tap_runs(g, cm[c], k0, kc, crs[c], crl[c]);
-                        mask_ends(g, cm[c], kg, &kf, &kl);
-                        cf[c] = k0 <= kf && kf < k0 + kc;
-                        ncls++;
-                    }
-                    if (c < ncls)
-                        pcls[pp] = c;
-                }
+                rc.n = 0;
+                for (int pp = 0; pp < npp; pp++)
+                    pcls[pp] = tskip && tcls[pp] != tall && tcls[pp]
+                                   ? run_class(&rc, g, tcls[pp], kg, k0, kc)
+                                   : -1;
                 for (int fp = f0; fp < f1; fp++) {
                     pack_few_b(w, og, kg, kvol, swapped, fp, k0, kc, bp);
                     /* the next panel: the item's next filter panel, or its
@@ -929,9 +943,10 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
                         if (c < 0)
                             kernel_6x16(kc, ab + (size_t)pp * kc * MR, bp, at, NR,
                                         kb ? NULL : zeros, MR, NR, NULL, 0);
-                        else if (cn[c])
-                            kernel_6x16_sel(cn[c], crs[c], crl[c], ab + (size_t)pp * kc * MR, bp,
-                                            at, NR, cf[c] ? zeros : NULL, MR, NR, NULL, 0);
+                        else if (rc.nrun[c])
+                            kernel_6x16_sel(rc.nrun[c], rc.rs[c], rc.rl[c],
+                                            ab + (size_t)pp * kc * MR, bp, at, NR,
+                                            rc.first[c] ? zeros : NULL, MR, NR, NULL, 0);
                     }
                 }
             }
@@ -1075,7 +1090,7 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
     {
         float *bp = scratch_get(&scr_cols, (size_t)kcb * chunk * sizeof(float), "column panel");
         chunk_tab *ct = scratch_get(&scr_tab, sizeof *ct, "position table");
-        int rs[KC + 1], rl[KC + 1];
+        run_cache rc;
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < items; it++) {
             const int s = (int)(it % msplit);
@@ -1091,6 +1106,7 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                 for (int k0 = 0; k0 < kg; k0 += kcb) {
                     const int kc = kg - k0 < kcb ? kg - k0 : kcb;
                     const int last = relu && k0 + kc == kg;
+                    rc.n = 0;
                     pack_cols(g, xg, ct, npan, off, k0, kc, bp);
                     const int mcp = mc_panels(m1 - m0);
                     for (int ic = m0; ic < m1; ic += mcp) {
@@ -1131,16 +1147,15 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                              * blocks of its first and last live taps take
                              * the bias and the ReLU */
                             const unsigned cls = ct->tcls[jb];
-                            const int sel = tskip && cls != tall && cls;
-                            int nrun = 0, first = k0 == 0, lastb = last;
-                            if (sel) {
-                                nrun = tap_runs(g, cls, k0, kc, rs, rl);
-                                if (!nrun)
+                            const int sel = tskip && cls != tall && cls
+                                                ? run_class(&rc, g, cls, kg, k0, kc)
+                                                : -1;
+                            int first = k0 == 0, lastb = last;
+                            if (sel >= 0) {
+                                if (!rc.nrun[sel])
                                     continue;
-                                int kf, kl;
-                                mask_ends(g, cls, kg, &kf, &kl);
-                                first = k0 <= kf && kf < k0 + kc;
-                                lastb = relu && k0 <= kl && kl < k0 + kc;
+                                first = rc.first[sel];
+                                lastb = relu && rc.last[sel];
                             }
                             for (int ir = ic; ir < ie; ir++) {
                                 const int mv = og - ir * MR < MR ? og - ir * MR : MR;
@@ -1148,8 +1163,8 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
                                                     : b ? b + (size_t)gr * og + (size_t)ir * MR
                                                         : zeros;
                                 float *ct0 = cj + (size_t)ir * MR * p;
-                                if (sel)
-                                    kernel_6x16_sel(nrun, rs, rl,
+                                if (sel >= 0)
+                                    kernel_6x16_sel(rc.nrun[sel], rc.rs[sel], rc.rl[sel],
                                                     packed_panel(ap, mp, kg, gr, ir, k0, kc), bj,
                                                     ct0, (size_t)p, init, mv, nv, cols, lastb);
                                 else if (ap)
