@@ -174,6 +174,17 @@ VT_AVX2 static void kernel_6x16(int kc, const float *a, const float *b, float *c
     C_STORE();
 }
 
+/* the FMA steps of kernel_6x16 over the runs (start, length) rs, rl only */
+#define SEL_LOOP()                                                              \
+    for (int r = 0; r < nrun; r++) {                                            \
+        const float *ar = a + (size_t)rs[r] * MR, *br = b + (size_t)rs[r] * NR; \
+        _Pragma("GCC unroll 4") for (int k = 0; k < rl[r]; k++)                 \
+        {                                                                       \
+            const float *ak = ar + (size_t)k * MR;                              \
+            FMA_STEP(br + (size_t)k * NR, ak, ak + 1, ak + 2, ak + 3, ak + 4, ak + 5); \
+        }                                                                       \
+    }
+
 /* kernel_6x16 over the runs (start, length) of the block's taps only
  * (see tap_runs): a and b as there, the same FMA order within them. */
 VT_AVX2 static void kernel_6x16_sel(int nrun, const int *rs, const int *rl, const float *a,
@@ -182,14 +193,7 @@ VT_AVX2 static void kernel_6x16_sel(int nrun, const int *rs, const int *rl, cons
 {
     C_PREFETCH();
     C_ZERO();
-    for (int r = 0; r < nrun; r++) {
-        const float *ar = a + (size_t)rs[r] * MR, *br = b + (size_t)rs[r] * NR;
-#pragma GCC unroll 4
-        for (int k = 0; k < rl[r]; k++) {
-            const float *ak = ar + (size_t)k * MR;
-            FMA_STEP(br + (size_t)k * NR, ak, ak + 1, ak + 2, ak + 3, ak + 4, ak + 5);
-        }
-    }
+    SEL_LOOP();
     C_STORE();
 }
 
@@ -279,7 +283,7 @@ typedef struct {
     void *p;
     size_t cap;
 } scratch;
-static _Thread_local scratch scr_cols, scr_tab, scr_dy, scr_acc;
+static _Thread_local scratch scr_cols, scr_tab, scr_dy;
 
 static void *scratch_get(scratch *s, size_t bytes, const char *what)
 {
@@ -346,9 +350,9 @@ static float *pad_input(const vt_conv_geom *g, const float *x, const padded *pd)
  * kvol / (kh kw)), so a kernel frame's taps are runs of kh kw. Only the
  * temporal padding: a spatial border's taps are spread through the
  * panel's positions (a row end), not whole panels. The forward kernels
- * (a layer's forward and its unit-stride data gradient) skip them; the
- * weight gradient does not: its 16-tap panels mix kernel frames (9 taps
- * each for 3x3), and reordering its taps would scatter gw's rows. */
+ * (a layer's forward and its unit-stride data gradient) skip them here;
+ * the weight gradient, whose 16-tap panels would mix kernel frames (9
+ * taps each for 3x3), reorders its taps first (see wstore). */
 
 /* Bit i: kernel frame i of output frame to's windows lies in the input
  * (not the padding). All bits for kt > 31: nothing skipped. */
@@ -1358,6 +1362,7 @@ enum {
     NT = 64,        /* tap panels per work item at most: 1 MB of columns */
     PIECE = 8,      /* positions per piece (one ymm) */
     WITEMS = 8,     /* work items wanted, for the segment count */
+    WSKIP_SHARE = 8, /* the skip's least share of padded pairs: 1 / this */
 };
 #define WPART_MAX ((size_t)4 << 20) /* floats of partials at most (16 MB) */
 
@@ -1478,6 +1483,176 @@ VT_AVX2 static void pack_wdy(const vt_conv_geom *g, const float *dg, const chunk
     }
 }
 
+/* Leaving out the taps that read temporal padding (see tap_runs), along
+ * the positions: a tap panel's kernel runs only over the pieces of
+ * positions whose windows see one of its kernel frames in the input. For
+ * that a panel must hold one kernel frame, so under the skip the taps go
+ * in channel blocks, frame-major within a block (block of cb channels,
+ * kernel frame, then the block's channels' kh x kw taps, see wskip_tap),
+ * cb = 16 / gcd(kh kw, 16), so that a block's frame is whole panels
+ * (C3D's 3x3: 16 channels, 9 panels a frame). gw keeps its layout
+ * (channel, frame, kh x kw), so a panel's taps lie in gw's row as runs:
+ * the kernel adds each run through the 8-float window that puts the
+ * tile's lanes on their columns, with a blend keeping the window's other
+ * floats where the run is not the whole window. Those are other taps of
+ * the same channel block, which a work item holds whole, so no other
+ * thread writes them meanwhile. A panel whose windows would leave its
+ * block (or with more runs, or ragged) is added lane by lane: for 3x3,
+ * the ninth taps' panel, one of 9; the other 8 are whole windows.
+ *
+ * The windows cost: a tile's store and prefetches take 10-15% of the
+ * kernel's time here, against 3% for a plain tile. So the skip is taken
+ * where an eighth of the (position, tap) pairs or more are padding: C3D's
+ * conv5 (a third) and conv4 (a sixth), not conv3 (a twelfth: no faster).
+ * Batch 2, 1 thread, conv5a: 28.8 -> 22.7 ms (the plain kernel -> this);
+ * 2 threads 14.0 -> 11.6. Before, the items summed tile-major and added
+ * the tiles into gw at their end, lane by lane: conv4 gained, but that
+ * pass cost conv5 more than the skip saved (17.7 -> 19.6 ms). */
+enum { WSEGS = 3 }; /* runs a half at most, for the windows */
+typedef struct {
+    unsigned frames;   /* kernel frames of the panel's taps */
+    int vec;           /* stored by windows (2: each half one whole run), or 0:
+                          lane by lane */
+    int nseg[2];       /* runs of each half */
+    int win[2][WSEGS]; /* a run's window: the column of the half's lane 0 */
+    int mask[2][WSEGS][8]; /* the run's lanes, -1 / 0 */
+    int col[16];       /* each lane's column, -1 past kg */
+} wstore;
+
+/* Channels a block under the skip: a block's kernel frame of cb kh kw taps
+ * is whole 16-tap panels. */
+static int wskip_block(const vt_conv_geom *g)
+{
+    int a = g->kh * g->kw, b = 16;
+    while (b) {
+        const int t = a % b;
+        a = b;
+        b = t;
+    }
+    return 16 / a;
+}
+
+/* Tap k' of the skip's order as gw's tap index (channel, frame, kh x kw
+ * tap). Within a block's kernel frame (nb channels, cb but for a short
+ * last block), each channel's kh kw taps go in runs of 8, every channel's
+ * runs first, then every channel's rest (kh kw mod 8 taps): a run is a
+ * half panel of 8 lanes that lies whole in gw (one window, no blend). */
+static int wskip_tap(const vt_conv_geom *g, int cg, int cb, int kp)
+{
+    const int khw = g->kh * g->kw, kvol = g->kt * khw, full = khw / 8 * 8;
+    const int blk = kp / (cb * kvol), r = kp % (cb * kvol);
+    const int nb = cg - blk * cb < cb ? cg - blk * cb : cb;
+    const int d = r / (nb * khw), r2 = r % (nb * khw);
+    int c, sp;
+    if (r2 < nb * full) {
+        c = r2 / full;
+        sp = r2 % full;
+    } else {
+        c = (r2 - nb * full) / (khw - full);
+        sp = full + (r2 - nb * full) % (khw - full);
+    }
+    return (blk * cb + c) * kvol + d * khw + sp;
+}
+
+/* Panel tp's store: nat[k'] is tap k''s column, [lo, hi) the columns of
+ * the panel's channel block. */
+static void wstore_fill(const vt_conv_geom *g, const int *nat, int kg, int tp, int lo, int hi,
+                        wstore *ws)
+{
+    const int khw = g->kh * g->kw, kvol = g->kt * khw;
+    memset(ws, 0, sizeof *ws);
+    ws->vec = 1;
+    for (int j = 0; j < 16; j++) {
+        const int kp = tp * 16 + j;
+        ws->col[j] = kp < kg ? nat[kp] : -1;
+        if (ws->col[j] < 0) {
+            ws->vec = 0;
+            continue;
+        }
+        ws->frames |= 1u << (ws->col[j] % kvol / khw);
+    }
+    for (int h = 0; h < 2 && ws->vec; h++)
+        for (int l = 0; l < 8; l++) {
+            const int *cl = ws->col + 8 * h;
+            if (l && cl[l] == cl[l - 1] + 1) {
+                ws->mask[h][ws->nseg[h] - 1][l] = -1;
+                continue;
+            }
+            const int w = cl[l] - l;
+            if (ws->nseg[h] == WSEGS || w < lo || w + 8 > hi) {
+                ws->vec = 0;
+                break;
+            }
+            ws->win[h][ws->nseg[h]] = w;
+            ws->mask[h][ws->nseg[h]++][l] = -1;
+        }
+    if (ws->vec && ws->nseg[0] == 1 && ws->nseg[1] == 1 && ws->mask[0][0][0] &&
+        ws->mask[1][0][0] && ws->mask[0][0][7] && ws->mask[1][0][7])
+        ws->vec = 2; /* each half one whole run */
+}
+
+/* One row of a tile into gw (row: its start) through the panel's windows */
+VT_AVX2 static inline __attribute__((always_inline)) void
+wstore_row(float *row, __m256 lo, __m256 hi, const wstore *ws)
+{
+    if (ws->vec == 2) {
+        float *p = row + ws->win[0][0], *q = row + ws->win[1][0];
+        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), lo));
+        _mm256_storeu_ps(q, _mm256_add_ps(_mm256_loadu_ps(q), hi));
+        return;
+    }
+    for (int h = 0; h < 2; h++)
+        for (int s = 0; s < ws->nseg[h]; s++) {
+            float *p = row + ws->win[h][s];
+            const __m256 x = _mm256_loadu_ps(p);
+            _mm256_storeu_ps(p, _mm256_blendv_ps(x, _mm256_add_ps(x, h ? hi : lo),
+                                                 _mm256_loadu_ps((const float *)ws->mask[h][s])));
+        }
+}
+
+/* kernel_6x16_sel for the skip: c is the panel's filters' first gw row,
+ * a tile's lanes go to ws's columns; adds into gw. */
+VT_AVX2 static void kernel_6x16_wsel(int nrun, const int *rs, const int *rl, const float *a,
+                                     const float *b, float *c, size_t ldc, int mv,
+                                     const wstore *ws)
+{
+    for (int i = 0; i < mv; i++) {
+        const float *row = c + (size_t)i * ldc;
+        if (!ws->vec)
+            for (int j = 0; j < 16; j++)
+                _mm_prefetch((const char *)(row + (ws->col[j] < 0 ? 0 : ws->col[j])), _MM_HINT_T0);
+        for (int h = 0; h < 2 && ws->vec; h++)
+            for (int s = 0; s < ws->nseg[h]; s++) {
+                _mm_prefetch((const char *)(row + ws->win[h][s]), _MM_HINT_T0);
+                _mm_prefetch((const char *)(row + ws->win[h][s] + 7), _MM_HINT_T0);
+            }
+    }
+    C_ZERO();
+    SEL_LOOP();
+    if (ws->vec) {
+        wstore_row(c, c00, c01, ws);
+        if (mv > 1)
+            wstore_row(c + ldc, c10, c11, ws);
+        if (mv > 2)
+            wstore_row(c + 2 * ldc, c20, c21, ws);
+        if (mv > 3)
+            wstore_row(c + 3 * ldc, c30, c31, ws);
+        if (mv > 4)
+            wstore_row(c + 4 * ldc, c40, c41, ws);
+        if (mv > 5)
+            wstore_row(c + 5 * ldc, c50, c51, ws);
+        return;
+    }
+    _Alignas(32) float t[MR * NR];
+    const __m256 v[2 * MR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    for (int i = 0; i < 2 * MR; i++)
+        _mm256_store_ps(t + 8 * i, v[i]);
+    for (int i = 0; i < mv; i++)
+        for (int j = 0; j < 16; j++)
+            if (ws->col[j] >= 0)
+                c[(size_t)i * ldc + ws->col[j]] += t[i * NR + j];
+}
+
 /* Segments of the positions for `per` items of another kind (tap blocks,
  * groups): enough for WITEMS items in all, no more than the blocks of
  * positions, and their partial sums (all but the first segment's, wsz
@@ -1501,12 +1676,25 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
     if (!padded_of(g, &pd))
         return 0;
     const int og = g->o / g->groups, cg = g->c / g->groups;
-    const int kg = cg * g->kt * g->kh * g->kw;
+    const int khw = g->kh * g->kw, kvol = g->kt * khw, kg = cg * kvol;
     const int tpan = (kg + 15) / 16, fpan = (og + MR - 1) / MR;
-    const int tblocks = (tpan + NT - 1) / NT, tper = (tpan + tblocks - 1) / tblocks;
     const long total = (long)g->n * g->to * g->ho * g->wo;
     const long qblocks = (total + KQ - 1) / KQ;
     const size_t wsz = (size_t)g->o * kg;
+
+    /* The temporal padding's taps left out (see wstore) where they are a
+     * sixteenth of the (position, tap) pairs or more. */
+    long padded_pairs = 0;
+    for (int to = 0; to < g->to && g->kt <= 31; to++)
+        padded_pairs += g->kt - __builtin_popcount(frame_taps(g, to));
+    const int wskip = padded_pairs && padded_pairs * WSKIP_SHARE >= (long)g->to * g->kt;
+    /* Tap blocks of whole units: a channel block's panels under the skip
+     * (the last block's may be fewer), else one panel. */
+    const int cb = wskip ? wskip_block(g) : 0;
+    const int unit = wskip ? cb * kvol / 16 : 1, units = wskip ? (cg + cb - 1) / cb : tpan;
+    const int uper0 = NT / unit > 1 ? NT / unit : 1;
+    const int tblocks = (units + uper0 - 1) / uper0;
+    const int tper = (units + tblocks - 1) / tblocks * unit;
 
     /* Segments of the positions: enough items to share out, within the
      * partials' budget; from the shape alone. */
@@ -1517,53 +1705,35 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
         VT_ASSERT(part, "conv: out of memory for %ld weight-gradient partials", segs - 1);
     }
     int *off = tap_offsets(g, &pd, kg);
+    wstore *wst = NULL;
+    if (wskip) {
+        /* the taps' offsets in the skip's order, and each panel's store */
+        int *nat = xalloc((size_t)kg * sizeof *nat, "tap order");
+        int *offp = xalloc((size_t)kg * sizeof *offp, "tap table");
+        for (int kp = 0; kp < kg; kp++) {
+            nat[kp] = wskip_tap(g, cg, cb, kp);
+            offp[kp] = off[nat[kp]];
+        }
+        free(off);
+        off = offp;
+        wst = xalloc((size_t)tpan * sizeof *wst, "tap panel stores");
+        for (int tp = 0; tp < tpan; tp++) {
+            const int lo = tp * 16 / (cb * kvol) * cb * kvol;
+            wstore_fill(g, nat, kg, tp, lo, lo + cb * kvol < kg ? lo + cb * kvol : kg, wst + tp);
+        }
+        free(nat);
+    }
     float *xp = pad_input(g, x, &pd);
     const long items = (long)g->groups * tblocks * segs;
     const double macs = (double)g->o * kg * (double)g->n * g->to * g->ho * g->wo;
     const int th = omp_in_parallel() ? 1 : omp_get_max_threads();
     const int mcp = mc_panels(fpan);
 
-    /* Taps in the temporal padding (see tap_runs), skipped here along the
-     * positions: the taps go kernel-frame-major (tap k' = frame, channel,
-     * then the kh x kw taps), so a 16-tap panel holds one kernel frame
-     * (or a few, where a frame has under 16 taps), and its kernel runs
-     * over the pieces of positions whose frames have one of them in the
-     * input. A panel's 16 taps are then runs of kh x kw apart in gw, not
-     * one run: each item sums into tile-major tiles of its own (panel x
-     * filters) and adds them into gw (or its segment's partial) at its
-     * end. Batch 2, 2 threads, 4
-     * alternating rounds: conv4a (a sixth of the pairs padding) 78.5 ->
-     * 65.4 ms, conv4b 137.4 -> 127.5; conv5 (a third, but 196 positions,
-     * so the tiles' pass weighs more) 17.7 -> 19.6, and conv3 (a
-     * twelfth) no faster. Hence: a tenth of the (position, tap) pairs or
-     * more in the padding, and 4 blocks of positions or more. */
-    const int khw = g->kh * g->kw, kvol = g->kt * khw;
-    long padded_pairs = 0;
-    for (int to = 0; to < g->to && g->kt <= 31; to++)
-        padded_pairs += g->kt - __builtin_popcount(frame_taps(g, to));
-    const int wskip = padded_pairs * 10 >= (long)g->to * g->kt && padded_pairs && total >= 4 * KQ;
-    int *nat = NULL;
-    if (wskip) {
-        /* nat[k']: tap k' (frame-major) in gw's order; off permuted alike */
-        nat = xalloc((size_t)kg * sizeof *nat, "tap order");
-        int *offp = xalloc((size_t)kg * sizeof *offp, "tap table");
-        for (int kp = 0; kp < kg; kp++) {
-            const int d = kp / (cg * khw), c = kp / khw % cg, sp = kp % khw;
-            nat[kp] = c * kvol + d * khw + sp;
-            offp[kp] = off[nat[kp]];
-        }
-        free(off);
-        off = offp;
-    }
-
 #pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
     {
         float *bp = scratch_get(&scr_cols, (size_t)tper * 16 * KQ * sizeof(float), "column panel");
         float *ap = scratch_get(&scr_dy, ((size_t)mcp * MR * KQ + 2) * sizeof(float), "dy panel");
         chunk_tab *ct = scratch_get(&scr_tab, sizeof *ct, "position table");
-        float *acc = wskip ? scratch_get(&scr_acc, (size_t)fpan * tper * MR * 16 * sizeof(float),
-                                         "weight-gradient tiles")
-                           : NULL;
         int rs[KQ / PIECE + 1], rl[KQ / PIECE + 1];
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < items; it++) {
@@ -1595,45 +1765,23 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
                             }
                             continue;
                         }
-                        /* the panel's kernel frames; the pieces that see
-                         * one of them, as runs of positions */
-                        unsigned dm = 0;
-                        for (int d = tp * 16 / (cg * khw); d <= (tp * 16 + nv - 1) / (cg * khw);
-                             d++)
-                            dm |= 1u << d;
+                        /* the pieces that see one of the panel's frames */
                         int nrun = 0;
                         for (int q = 0; q < np; q++)
-                            if (ct->tcls[q] & dm)
+                            if (ct->tcls[q] & wst[tp].frames)
                                 run_add(rs, rl, &nrun, q * PIECE, PIECE);
-                        /* the item's first block sets its tiles, runs or none */
-                        if (!nrun && qb != b0)
-                            continue;
-                        for (int fp = f0; fp < f1; fp++)
-                            kernel_6x16_sel(nrun, rs, rl, ap + (size_t)(fp - f0) * KQ * MR, bj,
-                                            acc + ((size_t)fp * tper + (tp - t0)) * MR * 16, 16,
-                                            qb == b0 ? zeros : NULL, MR, 16, NULL, 0);
-                    }
-                }
-            }
-            if (!wskip)
-                continue;
-            /* the item's tiles into gw: tap k' of panel tp at nat[k'] */
-            for (int fp = 0; fp < fpan; fp++) {
-                const int mv = og - fp * MR < MR ? og - fp * MR : MR;
-                for (int tp = t0; tp < t1; tp++) {
-                    const int nv = kg - tp * 16 < 16 ? kg - tp * 16 : 16;
-                    const float *a = acc + ((size_t)fp * tper + (tp - t0)) * MR * 16;
-                    const int *nk = nat + (size_t)tp * 16;
-                    for (int i = 0; i < mv; i++) {
-                        float *row = gwg + (size_t)(fp * MR + i) * kg;
-                        for (int j = 0; j < nv; j++)
-                            row[nk[j]] += a[i * 16 + j];
+                        for (int fp = f0; fp < f1 && nrun; fp++) {
+                            const int mv = og - fp * MR < MR ? og - fp * MR : MR;
+                            kernel_6x16_wsel(nrun, rs, rl, ap + (size_t)(fp - f0) * KQ * MR, bj,
+                                             gwg + (size_t)fp * MR * kg, (size_t)kg, mv,
+                                             wst + tp);
+                        }
                     }
                 }
             }
         }
     }
-    free(nat);
+    free(wst);
     if (part) {
 #pragma omp parallel for schedule(static) if (wsz > 65536 && th > 1)
         for (size_t i = 0; i < wsz; i++) {
