@@ -220,19 +220,18 @@ static const conv_case FAST_CASES[] = {
     /* a 1-frame clip: its one output frame sees kernel frame 1 only; 2
      * groups of 2 channels of 1 x 3 (groups: the general weight-gradient
      * path, forced), so its kernel-frame-major 16-tap panels span three
-     * kernel frames of 6 taps; 1152 positions, enough for that path to
-     * leave the padding's taps out */
+     * kernel frames of 6 taps, whose store goes lane by lane */
     {{2, 4, 1, 24, 24}, {4, 2, 3, 1, 3}, {{1, 1, 1}, {1, 0, 1}, {1, 1, 1}, 2}, 1},
     /* the weight gradient leaving out the padding's taps, by the tile's
      * store (conv_igemm.c, wstore): 16 channels of 3x3, a third of the
-     * pairs padding: 8 runs of 8 taps a block's frame, each half a
-     * window, and the ninth taps' panel lane by lane */
+     * pairs padding: a block's frame is 8 panels of runs of 8 (each
+     * half one window) and the ninth taps' panel, stored lane by lane */
     {{2, 16, 2, 5, 6}, {7, 16, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
     /* 2 groups of 8 channels of 2x2: blocks of 4 channels, runs of 4,
      * two to a half, blended into their windows */
     {{1, 16, 2, 6, 7}, {10, 8, 3, 2, 2}, {{1, 1, 1}, {1, 0, 1}, {1, 1, 1}, 2}, 1},
-    /* 5x5: 3 runs of 8 and a ninth's panel; 18 channels, a short second
-     * block of 2 whose panels straddle kernel frames */
+    /* 5x5: 3 runs of 8 a channel and the 25th taps' panel; 18 channels,
+     * a short second block of 2 whose panels straddle kernel frames */
     {{1, 18, 2, 5, 5}, {3, 18, 3, 5, 5}, {{1, 1, 1}, {1, 2, 2}, {1, 1, 1}, 1}, 0},
 };
 #define N_FAST_CASES ((int)(sizeof FAST_CASES / sizeof FAST_CASES[0]))

@@ -1500,12 +1500,13 @@ VT_AVX2 static void pack_wdy(const vt_conv_geom *g, const float *dg, const chunk
  * block (or with more runs, or ragged) is added lane by lane: for 3x3,
  * the ninth taps' panel, one of 9; the other 8 are whole windows.
  *
- * The windows cost: a tile's store and prefetches take 10-15% of the
- * kernel's time here, against 3% for a plain tile. So the skip is taken
- * where an eighth of the (position, tap) pairs or more are padding: C3D's
- * conv5 (a third) and conv4 (a sixth), not conv3 (a twelfth: no faster).
- * Batch 2, 1 thread, conv5a: 28.8 -> 22.7 ms (the plain kernel -> this);
- * 2 threads 14.0 -> 11.6. Before, the items summed tile-major and added
+ * The windows cost: the code around the kernel's loop (the stores and
+ * prefetches) takes 15% of its time here, against 4% for a plain tile
+ * (perf, conv5a). So the skip is taken where an eighth of the (position,
+ * tap) pairs or more are padding: C3D's conv5 (a third) and conv4 (a
+ * sixth), not conv3 (a twelfth: no faster). Batch 2, 1 thread, conv5a:
+ * 29.3-30.9 -> 22.4-23.7 ms (the plain kernel -> this); 2 threads
+ * 14.0-15.0 -> 11.6-13.3. Before, the items summed tile-major and added
  * the tiles into gw at their end, lane by lane: conv4 gained, but that
  * pass cost conv5 more than the skip saved (17.7 -> 19.6 ms). */
 enum { WSEGS = 3 }; /* runs a half at most, for the windows */
@@ -1682,8 +1683,8 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
     const long qblocks = (total + KQ - 1) / KQ;
     const size_t wsz = (size_t)g->o * kg;
 
-    /* The temporal padding's taps left out (see wstore) where they are a
-     * sixteenth of the (position, tap) pairs or more. */
+    /* The temporal padding's taps left out (see wstore) where they are
+     * 1 / WSKIP_SHARE of the (position, tap) pairs or more. */
     long padded_pairs = 0;
     for (int to = 0; to < g->to && g->kt <= 31; to++)
         padded_pairs += g->kt - __builtin_popcount(frame_taps(g, to));
