@@ -1601,9 +1601,9 @@ static void wstore_fill(const vt_conv_geom *g, const int *nat, int kg, int tp, i
             ws->win[h][ws->nseg[h]] = w;
             ws->mask[h][ws->nseg[h]++][l] = -1;
         }
-    if (ws->vec && ws->nseg[0] == 1 && ws->nseg[1] == 1 && ws->mask[0][0][0] &&
-        ws->mask[1][0][0] && ws->mask[0][0][7] && ws->mask[1][0][7])
-        ws->vec = 2; /* each half one whole run */
+    if (ws->vec && ws->nseg[0] == 1 && ws->nseg[1] == 1)
+        ws->vec = 2; /* each half one run: all 8 lanes, a lane not continuing a
+                        run starts one */
 }
 
 /* One row of a tile into gw (row: its start) through the panel's windows */
