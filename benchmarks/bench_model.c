@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "op_conv3d_internal.h"
 #include "vt_ops.h"
 #include "vt_optim.h"
 #include "vt_run.h"
@@ -213,7 +214,19 @@ int main(int argc, char **argv)
             threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--op"))
             op = argv[i + 1];
-        else {
+        else if (!strcmp(argv[i], "--conv-path")) {
+            /* A/B of the conv kernels on whole models */
+            const char *p = argv[i + 1];
+            const int path = !strcmp(p, "igemm")      ? VT_CONV_PATH_IGEMM
+                             : !strcmp(p, "winograd") ? VT_CONV_PATH_WINOGRAD
+                             : !strcmp(p, "auto")     ? VT_CONV_PATH_AUTO
+                                                      : -1;
+            if (path < 0) {
+                fprintf(stderr, "bench_model: --conv-path auto, igemm or winograd, not %s\n", p);
+                return 2;
+            }
+            vt_conv_set_path(path);
+        } else {
             fprintf(stderr, "bench_model: unknown option %s\n", argv[i]);
             return 2;
         }
@@ -226,7 +239,8 @@ int main(int argc, char **argv)
         return bench_op(op, reps);
     if (!config) {
         fprintf(stderr, "usage: bench_model --config C.ini [--batch B] [--mode train|forward] "
-                        "[--reps N] [--threads T] | --op maxpool|batchnorm|relu|optim\n");
+                        "[--reps N] [--threads T] [--conv-path auto|igemm|winograd] "
+                        "| --op maxpool|batchnorm|relu|optim\n");
         return 2;
     }
     return bench_config(config, batch, strcmp(mode, "forward") != 0, reps);

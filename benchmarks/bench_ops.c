@@ -2,7 +2,8 @@
  * backward, median of timed repetitions after two warm-ups.
  *
  *   bench_ops [--reps N] [--threads T] [--only NAME] [--pass PASS]
- *             [--path auto|sample|shared|igemm] [--tile-mb MB]
+ *             [--path auto|sample|shared|igemm|winograd] [--tile-mb MB]
+ *             [--batch N]
  *
  * --pass keeps one conv pass (fwd, bwd_data or bwd_weight), for a
  * profile of that pass alone. --path and --tile-mb force the conv's fast
@@ -194,11 +195,14 @@ int main(int argc, char **argv)
 {
     int reps = 5, threads = 0;
     const char *only = NULL, *only_pass = NULL;
+    int batch = 2; /* the conv rows' (the issue's); --batch for others */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+            batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
         else if (!strcmp(argv[i], "--pass") && i + 1 < argc) {
@@ -214,10 +218,11 @@ int main(int argc, char **argv)
             int path = !strcmp(p, "sample")   ? VT_CONV_PATH_SAMPLE
                        : !strcmp(p, "shared") ? VT_CONV_PATH_SHARED
                        : !strcmp(p, "igemm")  ? VT_CONV_PATH_IGEMM
+                       : !strcmp(p, "winograd") ? VT_CONV_PATH_WINOGRAD
                        : !strcmp(p, "auto")   ? VT_CONV_PATH_AUTO
                                               : -1;
             if (path < 0) {
-                fprintf(stderr, "--path: auto, sample, shared or igemm, not '%s'\n", p);
+                fprintf(stderr, "--path: auto, sample, shared, igemm or winograd, not '%s'\n", p);
                 return 2;
             }
             vt_conv_set_path(path);
@@ -226,18 +231,19 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: %s [--reps N] [--threads T] [--only NAME] [--pass PASS] "
-                    "[--path auto|sample|shared|igemm] [--tile-mb MB]\n",
+                    "[--path auto|sample|shared|igemm|winograd] [--tile-mb MB] [--batch N]\n",
                     argv[0]);
             return 2;
         }
     }
     if (reps < 1)
         reps = 1;
+    if (batch < 1)
+        batch = 1;
     if (threads > 0)
         vt_set_threads(threads);
     printf("# vtrain bench_ops: %d threads, %d timed repetitions (median)\n",
            vt_get_threads(), reps);
-    const int batch = 2;
     for (size_t i = 0; i < sizeof C3D / sizeof C3D[0]; i++) {
         const conv_shape *s = &C3D[i];
         if (only && strcmp(only, s->name))

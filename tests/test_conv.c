@@ -102,9 +102,10 @@ END_TEST
  * the BLAS paths, which the other two settings test. */
 static const char *path_name(int path)
 {
-    return path == VT_CONV_PATH_SHARED  ? "shared"
-           : path == VT_CONV_PATH_IGEMM ? (vt_conv_igemm_supported() ? "igemm" : "igemm->blas")
-                                        : "sample";
+    return path == VT_CONV_PATH_SHARED     ? "shared"
+           : path == VT_CONV_PATH_IGEMM    ? (vt_conv_igemm_supported() ? "igemm" : "igemm->blas")
+           : path == VT_CONV_PATH_WINOGRAD ? (vt_conv_igemm_supported() ? "winograd" : "winograd->blas")
+                                           : "sample";
 }
 
 /* Runs the op (forward and a backward seeded with a random gy) and the
@@ -233,6 +234,26 @@ static const conv_case FAST_CASES[] = {
     /* 5x5: 3 runs of 8 a channel and the 25th taps' panel; 18 channels,
      * a short second block of 2 whose panels straddle kernel frames */
     {{1, 18, 2, 5, 5}, {3, 18, 3, 5, 5}, {{1, 1, 1}, {1, 2, 2}, {1, 1, 1}, 1}, 0},
+    /* Winograd F(2x2, 3x3) (conv_winograd.c, forced by its path): the
+     * inner frames' class holds 4 planes of 12 x 12 tiles, 576, so
+     * chunks of 256 and ragged panels; 23 wide, a ragged tile column,
+     * rows of 8 tiles inside x (the loads) and outside (the gathers); 9
+     * filters, a ragged panel of 3 */
+    {{2, 5, 4, 24, 23}, {9, 5, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+    /* no padding in h, 2 in w, 2 kernel frames, no bias */
+    {{1, 4, 3, 9, 12}, {7, 4, 2, 3, 3}, {{1, 1, 1}, {0, 0, 2}, {1, 1, 1}, 1}, 0},
+    /* t stride 2 and dilation 2 with padding 2: three frame classes */
+    {{2, 3, 7, 10, 11}, {5, 3, 3, 3, 3}, {{2, 1, 1}, {2, 1, 1}, {2, 1, 1}, 1}, 1},
+    /* a 1-frame clip padded by 3: output frames 0 and 4 see no kernel
+     * frame (bias only), the others one each */
+    {{1, 3, 1, 6, 6}, {4, 3, 3, 3, 3}, {{1, 1, 1}, {3, 1, 1}, {1, 1, 1}, 1}, 1},
+    /* R = 270 > one 256-tap block (the forward's); 150 filters, two MC
+     * blocks of panels (apart: together, gx's sums would run over 4050
+     * terms, more than the tolerance allows any fp32 summation order) */
+    {{1, 90, 3, 4, 5}, {8, 90, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+    {{1, 4, 2, 6, 7}, {150, 4, 1, 3, 3}, {{1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1}, 1},
+    /* 2-D (one kernel frame), padding 2 in h and w: 7 x 9 outputs */
+    {{1, 6, 2, 5, 7}, {5, 6, 1, 3, 3}, {{1, 1, 1}, {0, 2, 2}, {1, 1, 1}, 1}, 1},
 };
 #define N_FAST_CASES ((int)(sizeof FAST_CASES / sizeof FAST_CASES[0]))
 
@@ -240,7 +261,7 @@ START_TEST(fast_matches_reference)
 {
     vt_ctx c;
     vt_ctx_init(&c, 1);
-    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_IGEMM; path++) {
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_WINOGRAD; path++) {
         vt_conv_set_path(path);
         for (int s = 0; s < N_FAST_CASES; s++) {
             const conv_case *k = &FAST_CASES[s];
@@ -327,12 +348,13 @@ START_TEST(relu_fused_matches_unfused)
      * rows and samples); K = 648 (the ReLU only at the third K block's
      * store); strides, padding, dilation and 3 groups; K = 300 in two
      * blocks with w stride 2; the 1x1x1 shortcut; the ReLU of panels
-     * whose last K blocks are all temporal padding */
-    static const int pick[] = {8, 6, 7, 9, 4, 25, 26};
+     * whose last K blocks are all temporal padding; Winograd's store
+     * (rows of 8 tiles and single lanes) and its bias-only frames */
+    static const int pick[] = {8, 6, 7, 9, 4, 25, 26, 31, 34};
     vt_ctx c;
     vt_ctx_init(&c, 1);
     char what[64];
-    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_IGEMM; path++) {
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_WINOGRAD; path++) {
         vt_conv_set_path(path);
         for (int s = 0; s < (int)(sizeof pick / sizeof pick[0]); s++) {
             snprintf(what, sizeof what, "%s path, case %d", path_name(path), pick[s]);
@@ -628,12 +650,16 @@ START_TEST(threads_deterministic)
          * micro-panel bounds differ between the runs, and the first and
          * last frames' panels leave taps out */
         {{1, 4, 9, 10, 100}, {5, 4, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        /* Winograd, as AUTO takes it (16 channels and filters, 2 x 4 x
+         * 15 x 15 = 1800 tiles): chunks of 256 tiles, which the threads
+         * take in whatever order they come */
+        {{2, 16, 4, 30, 30}, {16, 16, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
     };
     int saved = vt_get_threads();
     vt_conv_set_tile_bytes(200000);
     vt_ctx c;
     vt_ctx_init(&c, 1);
-    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_IGEMM; path++)
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_WINOGRAD; path++)
         for (int s = 0; s < (int)(sizeof cases / sizeof cases[0]); s++) {
             run_out one, two, two_again;
             vt_conv_set_path(path);
@@ -647,9 +673,11 @@ START_TEST(threads_deterministic)
             ck_assert_mem_eq(two.gx, two_again.gx, two.nx * sizeof(float));
             ck_assert_mem_eq(two.gw, two_again.gw, two.nw * sizeof(float));
             ck_assert_mem_eq(two.gb, two_again.gb, two.nb * sizeof(float));
-            /* the implicit GEMM sums each output and each weight gradient
-             * the same way whatever the thread count */
-            if (path == VT_CONV_PATH_IGEMM && vt_conv_igemm_supported()) {
+            /* the implicit GEMM and Winograd sum each output and each
+             * weight gradient the same way whatever the thread count */
+            if ((path == VT_CONV_PATH_IGEMM || path == VT_CONV_PATH_WINOGRAD) &&
+                vt_conv_igemm_supported()) {
+                ck_assert_mem_eq(two.gx, one.gx, one.nx * sizeof(float));
                 ck_assert_mem_eq(two.y, one.y, one.ny * sizeof(float));
                 ck_assert_mem_eq(two.gw, one.gw, one.nw * sizeof(float));
                 ck_assert_mem_eq(two.gb, one.gb, one.nb * sizeof(float));

@@ -693,6 +693,13 @@ static float *packed_weights(size_t n)
     return packed;
 }
 
+float *vt_conv_packed_buffer(size_t n) { return packed_weights(n); }
+
+void vt_conv_gemm_6x16(int kc, const float *a, const float *b, float *c, size_t ldc, int add)
+{
+    kernel_6x16(kc, a, b, c, ldc, add ? NULL : zeros, MR, NR, NULL, 0);
+}
+
 /* ==== Forward, few positions: positions x filters =====================
  *
  * C3D's conv5 has 196 positions at batch 2 (98 a sample) against 13824

@@ -24,7 +24,13 @@ size_t vt_conv_set_tile_bytes(size_t bytes);
  * and benchmarks: SAMPLE tiles within a sample, a sample (or tile) per
  * thread; SHARED tiles across the batch, every thread on one tile with the
  * GEMMs split over output rows. Returns the old setting. */
-enum { VT_CONV_PATH_AUTO, VT_CONV_PATH_SAMPLE, VT_CONV_PATH_SHARED, VT_CONV_PATH_IGEMM };
+enum {
+    VT_CONV_PATH_AUTO,
+    VT_CONV_PATH_SAMPLE,
+    VT_CONV_PATH_SHARED,
+    VT_CONV_PATH_IGEMM,
+    VT_CONV_PATH_WINOGRAD,
+};
 int vt_conv_set_path(int path);
 
 /* The geometry of one convolution call, as op_conv3d.c derives it. */
@@ -74,5 +80,21 @@ int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, co
                                        float *gw, float *gb);
 /* Whether this CPU runs the kernel above. */
 int vt_conv_igemm_supported(void);
+/* c (6 x 16, row stride ldc) = a . b, or += when add: the kernel above on
+ * a packed panel a (kc x 6, tap-major) and b (kc x 16). */
+void vt_conv_gemm_6x16(int kc, const float *a, const float *b, float *c, size_t ldc, int add);
+/* The calling thread's buffer for packed weights (conv_igemm.c's, kept
+ * between calls), at least n floats. */
+float *vt_conv_packed_buffer(size_t n);
+
+/* Winograd F(2x2, 3x3) (conv_winograd.c): whether it takes this shape
+ * (3x3 in space, unit spatial stride and dilation, groups of 1, AVX2). */
+int vt_conv_wino_fits(const vt_conv_geom *g);
+/* y = conv(x, w) + b (ReLU'd when relu), or y += conv(x, w) when
+ * accumulate; swapped: w is read with filters and channels swapped and
+ * taps reversed (a data gradient's). Returns 0, having done nothing, when
+ * the shape does not fit. */
+int vt_conv_wino_run(const vt_conv_geom *g, const float *x, const float *w, int swapped,
+                     const float *b, float *y, int accumulate, int relu);
 
 #endif
