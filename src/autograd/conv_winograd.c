@@ -72,7 +72,7 @@ typedef struct {
     size_t cap;
 } wbuf;
 static _Thread_local wbuf buf_v, buf_m;
-static _Thread_local wbuf buf_lanes;
+static _Thread_local wbuf buf_lanes, buf_strips, buf_nstrips;
 
 static void *wbuf_get(wbuf *b, size_t bytes, const char *what)
 {
@@ -207,62 +207,121 @@ VT_AVX2 static inline void btdb_store(const __m256 d[16], float *v, size_t xs)
     }
 }
 
-/* Transforms the KC-block [r0, r0 + kc) of the 8 tiles ln[0..live) into
- * v (panel-half layout: v + (xi * xs) + r * NR). */
-VT_AVX2 static void transform_group(const vt_conv_geom *g, const float *x, const lane *ln,
-                                    int live, int lo, int r0, int kc, float *v, size_t xs)
+/* A run of a lane group's tiles that are consecutive in one tile row:
+ * read as one strip of x, its columns deinterleaved into the lanes. off:
+ * x's offset of the strip's origin, the column lane 0 would start at
+ * (2 floats a lane before the run's first tile); rows: bit i when the
+ * patches' row i lies inside x; m: the four loads' masks (columns inside
+ * x and belonging to the run's lanes; the others read as zeros, so the
+ * runs of a group add up, and no load strays outside x). */
+typedef struct {
+    __m256i m[4];
+    ptrdiff_t off;
+    int rows;
+    int full;          /* every mask all ones */
+    ptrdiff_t lo, hi;  /* the loads' extent from off: [lo, hi) */
+} strip;
+
+enum { STRIPS = 8 }; /* a group has at most 8 runs (rows of 1 tile) */
+
+/* The runs of the group of 8 tiles ln[0..live) into st; returns their
+ * count. */
+VT_AVX2 static int group_strips(const vt_conv_geom *g, const lane *ln, int live, strip *st)
 {
-    const int C = g->c, H = g->h, W = g->w;
-    const size_t hw = (size_t)H * W, thw = (size_t)g->t * hw;
-    /* 8 consecutive tiles with tile 7 at 7 past tile 0 in the same tile
-     * row: a row holds 8 or more, so they are one plane's */
-    const int fast = live == 8 && ln[7].yh == ln[0].yh && ln[7].yw == ln[0].yw + 14 &&
-                     ln[0].row >= 0 && ln[0].row + 3 < H && ln[0].col >= 0 &&
-                     ln[7].col + 3 < W;
-    if (fast) {
-        /* one row of 8 tiles inside x: 4 loads a patch row, deinterleaved */
-        for (int r = r0; r < r0 + kc; r++) {
-            const int kt = lo + r / C, c = r % C;
-            const float *p = x + (size_t)c * thw + (size_t)kt * g->dt * hw + ln[0].xoff;
-            __m256 d[16];
-            for (int i = 0; i < 4; i++, p += W) {
-                const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
-                const __m256 a2 = _mm256_loadu_ps(p + 2), b2 = _mm256_loadu_ps(p + 10);
-                d[4 * i + 0] = avx2_even(a, b);
-                d[4 * i + 1] = avx2_odd(a, b);
-                d[4 * i + 2] = avx2_even(a2, b2);
-                d[4 * i + 3] = avx2_odd(a2, b2);
-            }
-            btdb_store(d, v + (size_t)(r - r0) * NR, xs);
-        }
-        return;
-    }
-    /* anywhere: masked gathers, the padding's lanes zero */
-    _Alignas(32) int idx[8], m[16][8];
-    for (int l = 0; l < 8; l++) {
-        idx[l] = l < live ? ln[l].xoff : 0;
+    int ns = 0;
+    for (int a = 0; a < live;) {
+        int e = a + 1;
+        while (e < live && ln[e].yw == ln[e - 1].yw + 2)
+            e++;
+        strip *sp = &st[ns++];
+        const int col0 = ln[a].col - 2 * a; /* lane 0's first column */
+        sp->off = (ptrdiff_t)ln[a].xoff - 2 * a;
+        sp->rows = 0;
         for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) {
-                const int rr = l < live ? ln[l].row + i : -1, cc = l < live ? ln[l].col + j : -1;
-                m[4 * i + j][l] = rr >= 0 && rr < H && cc >= 0 && cc < W ? -1 : 0;
+            sp->rows |= (ln[a].row + i >= 0 && ln[a].row + i < g->h) << i;
+        /* loads at +0, +8 (columns 2l, 2l+1 of lane l) and +2, +10
+         * (2l + 2, 2l + 3) */
+        static const int at[4] = {0, 8, 2, 10};
+        int full = -1;
+        for (int q = 0; q < 4; q++) {
+            _Alignas(32) int m[8];
+            for (int el = 0; el < 8; el++) {
+                const int rel = at[q] + el, l = (rel - (q >= 2 ? 2 : 0)) / 2;
+                const int col = col0 + rel;
+                m[el] = l >= a && l < e && col >= 0 && col < g->w ? -1 : 0;
             }
+            sp->m[q] = _mm256_load_si256((const __m256i *)m);
+            full &= m[0] & m[1] & m[2] & m[3] & m[4] & m[5] & m[6] & m[7];
+        }
+        sp->full = full != 0;
+        int r_lo = 0, r_hi = 3;
+        while (r_lo < 4 && !(sp->rows >> r_lo & 1))
+            r_lo++;
+        while (r_hi >= 0 && !(sp->rows >> r_hi & 1))
+            r_hi--;
+        sp->lo = (ptrdiff_t)r_lo * g->w;
+        sp->hi = (ptrdiff_t)r_hi * g->w + 18;
+        a = e;
     }
-    const __m256i vi = _mm256_load_si256((const __m256i *)idx);
-    __m256 mk[16];
-    for (int q = 0; q < 16; q++)
-        mk[q] = _mm256_castsi256_ps(_mm256_load_si256((const __m256i *)m[q]));
+    return ns;
+}
+
+/* Transforms the KC-block [r0, r0 + kc) of a group's 8 tiles (its runs
+ * st[0..ns)) into v (v + xi * xs + r * NR). */
+VT_AVX2 static void transform_group(const vt_conv_geom *g, const float *x, const strip *st,
+                                    int ns, int lo, int r0, int kc, float *v, size_t xs)
+{
+    const int C = g->c, W = g->w;
+    const size_t hw = (size_t)g->h * W, thw = (size_t)g->t * hw;
+    const float *x_end = x + (size_t)g->n * C * thw;
     const __m256 zero = _mm256_setzero_ps();
     for (int r = r0; r < r0 + kc; r++) {
         const int kt = lo + r / C, c = r % C;
-        /* pointer arithmetic stays inside x: lanes off the map are masked,
-         * and their offsets are added inside the gather */
-        const float *p = x + (size_t)c * thw + (size_t)kt * g->dt * hw;
+        const float *pc = x + (size_t)c * thw + (size_t)kt * g->dt * hw;
         __m256 d[16];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) {
-                const __m256i off = _mm256_add_epi32(vi, _mm256_set1_epi32(i * W + j));
-                d[4 * i + j] = _mm256_mask_i32gather_ps(zero, p, off, mk[4 * i + j], 4);
+        for (int q = 0; q < 16; q++)
+            d[q] = zero;
+        for (int s = 0; s < ns; s++) {
+            const strip *sp = &st[s];
+            /* the strip's origin may lie before x (a run starting at lane
+             * a > 0, or at column -1): plain loads, masked after, where
+             * its extent lies inside x; masked loads at x's ends */
+            const float *p = pc + sp->off;
+            const int inside = p + sp->lo >= x && p + sp->hi <= x_end;
+            for (int i = 0; i < 4; i++) {
+                if (!(sp->rows >> i & 1))
+                    continue;
+                const float *pr = p + (ptrdiff_t)i * W;
+                __m256 a0, b0, a2, b2;
+                if (sp->full) {
+                    a0 = _mm256_loadu_ps(pr);
+                    b0 = _mm256_loadu_ps(pr + 8);
+                    a2 = _mm256_loadu_ps(pr + 2);
+                    b2 = _mm256_loadu_ps(pr + 10);
+                } else if (inside) {
+                    a0 = _mm256_and_ps(_mm256_loadu_ps(pr), _mm256_castsi256_ps(sp->m[0]));
+                    b0 = _mm256_and_ps(_mm256_loadu_ps(pr + 8), _mm256_castsi256_ps(sp->m[1]));
+                    a2 = _mm256_and_ps(_mm256_loadu_ps(pr + 2), _mm256_castsi256_ps(sp->m[2]));
+                    b2 = _mm256_and_ps(_mm256_loadu_ps(pr + 10), _mm256_castsi256_ps(sp->m[3]));
+                } else {
+                    a0 = _mm256_maskload_ps(pr, sp->m[0]);
+                    b0 = _mm256_maskload_ps(pr + 8, sp->m[1]);
+                    a2 = _mm256_maskload_ps(pr + 2, sp->m[2]);
+                    b2 = _mm256_maskload_ps(pr + 10, sp->m[3]);
+                }
+                if (ns == 1) {
+                    d[4 * i + 0] = avx2_even(a0, b0);
+                    d[4 * i + 1] = avx2_odd(a0, b0);
+                    d[4 * i + 2] = avx2_even(a2, b2);
+                    d[4 * i + 3] = avx2_odd(a2, b2);
+                } else {
+                    d[4 * i + 0] = _mm256_add_ps(d[4 * i + 0], avx2_even(a0, b0));
+                    d[4 * i + 1] = _mm256_add_ps(d[4 * i + 1], avx2_odd(a0, b0));
+                    d[4 * i + 2] = _mm256_add_ps(d[4 * i + 2], avx2_even(a2, b2));
+                    d[4 * i + 3] = _mm256_add_ps(d[4 * i + 3], avx2_odd(a2, b2));
+                }
             }
+        }
         btdb_store(d, v + (size_t)(r - r0) * NR, xs);
     }
 }
@@ -441,26 +500,28 @@ int vt_conv_wino_run(const vt_conv_geom *g, const float *x, const float *w, int 
         const int pcp = (pc + NR - 1) / NR * NR;
         float *mm = wbuf_get(&buf_m, (size_t)XI * kp * pcp * sizeof(float), "winograd M");
         lane *ln = wbuf_get(&buf_lanes, (size_t)pcp * sizeof(lane), "winograd lanes");
+        strip *sts = wbuf_get(&buf_strips, (size_t)pcp / 8 * STRIPS * sizeof(strip),
+                              "winograd strips");
+        int *nst = wbuf_get(&buf_nstrips, (size_t)pcp / 8 * sizeof(int), "winograd strips");
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < nwork; it++) {
             const work *wi = &wk[it];
             const frame_class *cl = &fc[wi->cls];
             const int np = (wi->nt + NR - 1) / NR, ldm = np * NR;
-            for (int q = 0; q < np * NR; q++)
-                if (q < wi->nt)
-                    lane_of(g, cl, wi->t0 + q, &ln[q]);
+            for (int q = 0; q < wi->nt; q++)
+                lane_of(g, cl, wi->t0 + q, &ln[q]);
+            for (int q0 = 0; q0 < np * NR; q0 += 8) {
+                const int live = wi->nt - q0 < 0 ? 0 : wi->nt - q0 > 8 ? 8 : wi->nt - q0;
+                nst[q0 / 8] = group_strips(g, ln + q0, live, sts + (size_t)q0 / 8 * STRIPS);
+            }
             const size_t rc = (size_t)(cl->hi - cl->lo + 1) * C, rbase = (size_t)cl->lo * C;
             const size_t vxs = (size_t)np * vpan; /* V: xi-major, then panel */
             const size_t mxs = (size_t)kp * ldm;  /* M: xi-major, then filter row */
             for (size_t r0 = 0; r0 < rc; r0 += KC) {
                 const int kc = rc - r0 < KC ? (int)(rc - r0) : KC;
-                for (int j = 0; j < np; j++)
-                    for (int h = 0; h < 2; h++) {
-                        const int q0 = j * NR + h * 8;
-                        const int live = wi->nt - q0 < 0 ? 0 : wi->nt - q0 > 8 ? 8 : wi->nt - q0;
-                        transform_group(g, x, ln + q0, live, cl->lo, (int)r0, kc,
-                                        v + (size_t)j * vpan + h * 8, vxs);
-                    }
+                for (int q0 = 0; q0 < np * NR; q0 += 8)
+                    transform_group(g, x, sts + (size_t)q0 / 8 * STRIPS, nst[q0 / 8], cl->lo,
+                                    (int)r0, kc, v + (size_t)(q0 / NR) * vpan + q0 % NR, vxs);
                 for (int xi = 0; xi < XI; xi++) {
                     const float *ux = u + (size_t)xi * panels * R * MR;
                     float *mx = mm + (size_t)xi * mxs;
