@@ -235,9 +235,9 @@ static const conv_case FAST_CASES[] = {
      * a short second block of 2 whose panels straddle kernel frames */
     {{1, 18, 2, 5, 5}, {3, 18, 3, 5, 5}, {{1, 1, 1}, {1, 2, 2}, {1, 1, 1}, 1}, 0},
     /* Winograd F(2x2, 3x3) (conv_winograd.c, forced by its path): the
-     * inner frames' class holds 2 planes of 12 x 12 tiles, 288, so
-     * several chunks (256 tiles in the forward, 128 in the weight
-     * gradient) and ragged panels; 23 wide, a ragged tile column, so
+     * inner frames' class holds 2 planes of 12 x 12 tiles, 288, so two
+     * chunks (of at most 256 tiles) and ragged panels; 23 wide, a ragged
+     * tile column, so
      * groups of 8 tiles in one row and in two, whole and at x's edges; 9
      * filters, a ragged panel of 3 */
     {{1, 5, 4, 24, 23}, {9, 5, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},

@@ -84,9 +84,21 @@ static void *wbuf_get(wbuf *b, size_t bytes, const char *what)
     return b->p;
 }
 
+/* VT_NO_WINOGRAD=1 turns it off (the implicit GEMM then runs these
+ * layers), for comparisons and for runs that want the direct sums. */
+static int wino_off(void)
+{
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("VT_NO_WINOGRAD");
+        off = e && *e && strcmp(e, "0");
+    }
+    return off;
+}
+
 int vt_conv_wino_fits(const vt_conv_geom *g)
 {
-    if (!vt_cpu_avx2() || g->groups != 1 || g->kh != 3 || g->kw != 3 || g->sh != 1 ||
+    if (!vt_cpu_avx2() || wino_off() || g->groups != 1 || g->kh != 3 || g->kw != 3 || g->sh != 1 ||
         g->sw != 1 || g->dh != 1 || g->dw != 1 || g->ph < 0 || g->pw < 0 || g->ph > 2 ||
         g->pw > 2 || g->to < 1 || g->ho < 1 || g->wo < 1)
         return 0;
@@ -563,254 +575,6 @@ int vt_conv_wino_run(const vt_conv_geom *g, const float *x, const float *w, int 
                                 b ? b[k] : 0.0f, accumulate, relu, y);
                 }
         }
-    }
-    free(wk);
-    free(fc);
-    free(plist);
-    return 1;
-}
-
-/* ==== Backward, weight ==================================================
- *
- * With M = U . V per point xi, the gradient of U is dM . V summed over the
- * tiles, dM = A dy A^T (dy's 2x2 tile, zero past the map's edge), and the
- * weights' is G^T dU G. Per xi that is a GEMM with the tiles as its depth:
- * dU[xi] (K x R) += dM[xi] (K x tiles) . V[xi]^T (tiles x R), run on the
- * 6x16 kernel with dM packed in 6-filter panels and V in 16-tap panels,
- * both tile-major. A chunk of WT tiles of one frame class at a time: all
- * threads transform and pack its V and dM, then share out its GEMMs by
- * (xi, tap panel), each adding its chunk's depth into dU; a class's chunk
- * touches the tap panels of its live kernel frames only.
- *
- * Determinism: every element of dU gets the chunks in order, each one FMA
- * chain over the chunk's tiles, whichever thread runs it; chunks depend on
- * the shape only. */
-
-enum { WT = 128 }; /* tiles a chunk: dM's panels (K x WT) stay in L2 */
-
-/* A run of a group's tiles in one tile row, in dy: as strip, with two
- * rows of two columns a tile (loads at +0 and +8). */
-typedef struct {
-    __m256i m[2];
-    ptrdiff_t off;
-    int rows;
-} ystrip;
-
-VT_AVX2 static int group_ystrips(const vt_conv_geom *g, const lane *ln, int live, ystrip *st)
-{
-    int ns = 0;
-    for (int a = 0; a < live;) {
-        int e = a + 1;
-        while (e < live && ln[e].yw == ln[e - 1].yw + 2)
-            e++;
-        ystrip *sp = &st[ns++];
-        const int col0 = ln[a].yw - 2 * a;
-        sp->off = (ptrdiff_t)ln[a].yoff - 2 * a;
-        sp->rows = 1 | (ln[a].yh + 1 < g->ho) << 1;
-        for (int q = 0; q < 2; q++) {
-            _Alignas(32) int m[8];
-            for (int el = 0; el < 8; el++) {
-                const int rel = 8 * q + el, l = rel / 2;
-                m[el] = l >= a && l < e && col0 + rel < g->wo ? -1 : 0;
-            }
-            sp->m[q] = _mm256_load_si256((const __m256i *)m);
-        }
-        a = e;
-    }
-    return ns;
-}
-
-/* dM = A dy A^T of filter k for a group's 8 tiles, into t + xi * 64. */
-VT_AVX2 static void dm_group(const vt_conv_geom *g, const float *gy, const ystrip *st, int ns,
-                             int k, float *t)
-{
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 y00 = zero, y01 = zero, y10 = zero, y11 = zero;
-    const float *pk = gy + (size_t)k * g->to * g->ho * g->wo;
-    for (int s = 0; s < ns; s++) {
-        const float *p = pk + st[s].off;
-        /* masked loads: a strip's origin may lie before dy */
-        __m256 a = _mm256_maskload_ps(p, st[s].m[0]), b = _mm256_maskload_ps(p + 8, st[s].m[1]);
-        y00 = _mm256_add_ps(y00, avx2_even(a, b));
-        y01 = _mm256_add_ps(y01, avx2_odd(a, b));
-        if (st[s].rows & 2) {
-            a = _mm256_maskload_ps(p + g->wo, st[s].m[0]);
-            b = _mm256_maskload_ps(p + g->wo + 8, st[s].m[1]);
-            y10 = _mm256_add_ps(y10, avx2_even(a, b));
-            y11 = _mm256_add_ps(y11, avx2_odd(a, b));
-        }
-    }
-    /* rows of A dy: (y0), (y0 + y1), (y0 - y1), (-y1); then each row's
-     * (a, b) becomes (a, a + b, a - b, -b) */
-    const __m256 ra[4] = {y00, _mm256_add_ps(y00, y10), _mm256_sub_ps(y00, y10),
-                          _mm256_sub_ps(zero, y10)};
-    const __m256 rb[4] = {y01, _mm256_add_ps(y01, y11), _mm256_sub_ps(y01, y11),
-                          _mm256_sub_ps(zero, y11)};
-    for (int i = 0; i < 4; i++) {
-        _mm256_store_ps(t + (4 * i + 0) * 64, ra[i]);
-        _mm256_store_ps(t + (4 * i + 1) * 64, _mm256_add_ps(ra[i], rb[i]));
-        _mm256_store_ps(t + (4 * i + 2) * 64, _mm256_sub_ps(ra[i], rb[i]));
-        _mm256_store_ps(t + (4 * i + 3) * 64, _mm256_sub_ps(zero, rb[i]));
-    }
-}
-
-/* gw (k's R taps) += G^T dU G, dU's 16 points xs apart. */
-static void gw_filter(const vt_conv_geom *g, const float *du, size_t xs, int k, float *gw)
-{
-    const int C = g->c, KT = g->kt;
-    const size_t R = (size_t)KT * C;
-    for (size_t r = 0; r < R; r++) {
-        float d[16];
-        for (int q = 0; q < 16; q++)
-            d[q] = du[(size_t)q * xs + r];
-        float t[3][4];
-        for (int j = 0; j < 4; j++) {
-            const float s12 = 0.5f * (d[4 + j] + d[8 + j]);
-            t[0][j] = d[j] + s12;
-            t[1][j] = 0.5f * (d[4 + j] - d[8 + j]);
-            t[2][j] = s12 + d[12 + j];
-        }
-        const int kt = (int)(r / C), c = (int)(r % C);
-        float *o = gw + (((size_t)k * C + c) * KT + kt) * 9;
-        for (int a = 0; a < 3; a++) {
-            const float s12 = 0.5f * (t[a][1] + t[a][2]);
-            o[3 * a + 0] += t[a][0] + s12;
-            o[3 * a + 1] += 0.5f * (t[a][1] - t[a][2]);
-            o[3 * a + 2] += s12 + t[a][3];
-        }
-    }
-}
-
-/* Item item of a chunk's packing: the first nv transform V's 8-tap blocks
- * [r8lo, r8hi) of a group (taps outside [rlo, rhi) as zeros) into V^T's
- * 16-tap panels, the rest dM's 8-filter blocks into its 6-filter panels;
- * t: the caller's 16 x 64 floats of scratch. */
-VT_AVX2 static void pack_item(const vt_conv_geom *g, const float *x, const float *gy, int item,
-                              int nv, int ngr, int r8lo, int r8hi, size_t rlo, size_t rhi,
-                              const strip *sts, const ystrip *yst, const int *nst, int K,
-                              int kp, int panels, int rpan, float *vt, float *dt, float *t)
-{
-    if (item < nv) {
-        const int gi = item / (r8hi - r8lo), r8 = r8lo + item % (r8hi - r8lo);
-        const strip *st = sts + (size_t)gi * STRIPS;
-        for (int rr = 0; rr < 8; rr++) {
-            const size_t r = (size_t)r8 * 8 + rr;
-            if (r >= rlo && r < rhi)
-                transform_group(g, x, st, nst[gi * 2], 0, (int)r, 1, t + rr * 8, 64);
-            else
-                for (int xi = 0; xi < XI; xi++)
-                    _mm256_store_ps(t + xi * 64 + rr * 8, _mm256_setzero_ps());
-        }
-        /* tile-major: 8 taps of each tile into its panel row */
-        for (int xi = 0; xi < XI; xi++) {
-            __m256 rows[8];
-            for (int rr = 0; rr < 8; rr++)
-                rows[rr] = _mm256_load_ps(t + xi * 64 + rr * 8);
-            avx2_transpose8(rows);
-            float *d = vt + (((size_t)xi * rpan + r8 / 2) * WT + gi * 8) * NR +
-                       (r8 % 2) * 8;
-            for (int q = 0; q < 8; q++)
-                _mm256_store_ps(d + (size_t)q * NR, rows[q]);
-        }
-    } else {
-        const int i2 = item - nv, gi = i2 % ngr, k8 = i2 / ngr * 8;
-        for (int kk = 0; kk < 8 && k8 + kk < kp; kk++) {
-            const int k = k8 + kk;
-            if (k < K)
-                dm_group(g, gy, yst + (size_t)gi * STRIPS, nst[gi * 2 + 1], k,
-                         t + kk * 8);
-            else
-                for (int xi = 0; xi < XI; xi++)
-                    _mm256_store_ps(t + xi * 64 + kk * 8, _mm256_setzero_ps());
-        }
-        for (int xi = 0; xi < XI; xi++)
-            for (int kk = 0; kk < 8 && k8 + kk < kp; kk++) {
-                const int k = k8 + kk;
-                float *d = dt + (((size_t)xi * panels + k / MR) * WT + gi * 8) * MR +
-                           k % MR;
-                for (int q = 0; q < 8; q++)
-                    d[q * MR] = t[xi * 64 + kk * 8 + q];
-            }
-    }
-}
-
-static _Thread_local wbuf buf_vt, buf_dt, buf_wl, buf_ws, buf_wys, buf_wn;
-
-int vt_conv_wino_backward_weight(const vt_conv_geom *g, const float *x, const float *gy,
-                                 float *gw)
-{
-    if (!vt_conv_wino_fits(g))
-        return 0;
-    const int K = g->o, C = g->c, panels = (K + MR - 1) / MR, kp = panels * MR;
-    const size_t R = (size_t)g->kt * C;
-    const int rpan = (int)((R + NR - 1) / NR), rp = rpan * NR;
-    const int th_n = (g->ho + 1) / 2, tw_n = (g->wo + 1) / 2, per = th_n * tw_n;
-
-    frame_class *fc = calloc((size_t)g->to, sizeof *fc);
-    int *plist = malloc((size_t)g->n * g->to * sizeof *plist);
-    int *cls_of = malloc((size_t)g->to * sizeof *cls_of);
-    VT_ASSERT(fc && plist && cls_of, "conv: out of memory for frame classes");
-    const int ncls = classes_of(g, fc, plist, cls_of);
-    free(cls_of);
-    work *wk;
-    const long nwork = chunks_of(fc, ncls, per, WT, &wk);
-
-    /* dU: the calling thread's packed-weights buffer (the forward's U is
-     * as large), [xi][kp rows][rp]; the chunk's packed V and dM are shared
-     * by the threads */
-    const size_t dxs = (size_t)kp * rp;
-    float *du = vt_conv_packed_buffer((size_t)XI * dxs);
-    float *vt = wbuf_get(&buf_vt, (size_t)XI * rpan * WT * NR * sizeof(float), "winograd V^T");
-    float *dt = wbuf_get(&buf_dt, (size_t)XI * panels * WT * MR * sizeof(float), "winograd dM");
-    lane *ln = wbuf_get(&buf_wl, (size_t)WT * sizeof(lane), "winograd lanes");
-    strip *sts = wbuf_get(&buf_ws, (size_t)WT / 8 * STRIPS * sizeof(strip), "winograd strips");
-    ystrip *yst = wbuf_get(&buf_wys, (size_t)WT / 8 * STRIPS * sizeof(ystrip), "winograd strips");
-    int *nst = wbuf_get(&buf_wn, (size_t)WT / 8 * 2 * sizeof(int), "winograd strips");
-#pragma omp parallel
-    {
-#pragma omp for schedule(static)
-        for (int q = 0; q < XI * kp; q++)
-            memset(du + (size_t)q * rp, 0, (size_t)rp * sizeof(float));
-        _Alignas(32) float t[XI * 64];
-        for (long it = 0; it < nwork; it++) {
-            const work *wi = &wk[it];
-            const frame_class *cl = &fc[wi->cls];
-            const int ngr = (wi->nt + 7) / 8;
-#pragma omp single
-            for (int q0 = 0; q0 < ngr * 8; q0 += 8) {
-                const int live = wi->nt - q0 > 8 ? 8 : wi->nt - q0;
-                for (int q = q0; q < q0 + live; q++)
-                    lane_of(g, cl, wi->t0 + q, &ln[q]);
-                nst[q0 / 4] = group_strips(g, ln + q0, live, sts + (size_t)q0 / 8 * STRIPS);
-                nst[q0 / 4 + 1] = group_ystrips(g, ln + q0, live, yst + (size_t)q0 / 8 * STRIPS);
-            }
-            /* the class's tap panels; taps of other kernel frames in them
-             * (C not a multiple of 16) and past R are zeros */
-            const size_t rlo = (size_t)cl->lo * C, rhi = (size_t)(cl->hi + 1) * C;
-            const int jlo = (int)(rlo / NR), jhi = (int)((rhi + NR - 1) / NR);
-            const int r8lo = jlo * 2, r8hi = jhi * 2;
-            const int nv = ngr * (r8hi - r8lo), nd = ngr * ((kp + 7) / 8);
-#pragma omp for schedule(static)
-            for (int item = 0; item < nv + nd; item++) {
-                pack_item(g, x, gy, item, nv, ngr, r8lo, r8hi, rlo, rhi, sts, yst, nst, K, kp,
-                          panels, rpan, vt, dt, t);
-            }
-            /* implicit barrier: the chunk's V and dM are packed */
-            const int nj = jhi - jlo;
-#pragma omp for schedule(static)
-            for (int item = 0; item < XI * nj; item++) {
-                const int xi = item / nj, j = jlo + item % nj;
-                const float *b = vt + ((size_t)xi * rpan + j) * WT * NR;
-                for (int i = 0; i < panels; i++)
-                    vt_conv_gemm_6x16(wi->nt, dt + ((size_t)xi * panels + i) * WT * MR, b,
-                                      du + (size_t)xi * dxs + (size_t)i * MR * rp +
-                                          (size_t)j * NR,
-                                      (size_t)rp, 1);
-            }
-        }
-#pragma omp for schedule(static)
-        for (int k = 0; k < K; k++)
-            gw_filter(g, du + (size_t)k * rp, dxs, k, gw);
     }
     free(wk);
     free(fc);

@@ -783,11 +783,6 @@ static void conv_backward(const geom *g, const float *x, const float *w,
      * rounds; conv3a's (28 wide) went 148.8 -> 154-158, conv5a's (7)
      * 18 -> 28. Not 1x1x1 ones: BLAS reads x in place there, this would
      * copy it first. */
-    if (gw && wino_wanted(g) && vt_conv_wino_backward_weight(g, x, gy, gw)) {
-        gw = NULL;
-        if (!gx && !gb)
-            return;
-    }
     if (gw && igemm && (kg < 128 || g->wo >= 40) && !is_pointwise(g) &&
         vt_conv_igemm_backward_weight_taps(g, x, gy, gw, gb)) {
         gw = NULL;

@@ -96,10 +96,6 @@ int vt_conv_wino_fits(const vt_conv_geom *g);
  * the shape does not fit. */
 int vt_conv_wino_run(const vt_conv_geom *g, const float *x, const float *w, int swapped,
                      const float *b, float *y, int accumulate, int relu);
-/* gw += the weight gradient (summed over the batch) by the same
- * transforms; returns 0, having done nothing, when the shape does not
- * fit. */
-int vt_conv_wino_backward_weight(const vt_conv_geom *g, const float *x, const float *gy,
-                                 float *gw);
+
 
 #endif
