@@ -237,9 +237,8 @@ static const conv_case FAST_CASES[] = {
     /* Winograd F(2x2, 3x3) (conv_winograd.c, forced by its path): the
      * inner frames' class holds 2 planes of 12 x 12 tiles, 288, so two
      * chunks (of at most 256 tiles) and ragged panels; 23 wide, a ragged
-     * tile column, so
-     * groups of 8 tiles in one row and in two, whole and at x's edges; 9
-     * filters, a ragged panel of 3 */
+     * tile column, so groups of 8 tiles in one row and in two, whole and
+     * at x's edges; 9 filters, a ragged panel of 3 */
     {{1, 5, 4, 24, 23}, {9, 5, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
     /* no padding in h, 2 in w, 2 kernel frames, no bias */
     {{1, 4, 3, 9, 12}, {7, 4, 2, 3, 3}, {{1, 1, 1}, {0, 0, 2}, {1, 1, 1}, 1}, 0},
