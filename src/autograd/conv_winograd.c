@@ -368,14 +368,20 @@ VT_AVX2 static void store_group(const vt_conv_geom *g, const lane *ln, int live,
                 o[q] = _mm256_max_ps(o[q], zero);
         }
     const size_t kp = (size_t)k * g->to * g->ho * g->wo;
+    /* the two output rows of the 8 tiles, interleaved: 16 floats each */
+    __m256 r[2][2];
+    for (int i = 0; i < 2; i++) {
+        const __m256 lo = _mm256_unpacklo_ps(o[2 * i], o[2 * i + 1]),
+                     hi = _mm256_unpackhi_ps(o[2 * i], o[2 * i + 1]);
+        r[i][0] = _mm256_permute2f128_ps(lo, hi, 0x20);
+        r[i][1] = _mm256_permute2f128_ps(lo, hi, 0x31);
+    }
     if (live == 8 && ln[7].yh == ln[0].yh && ln[7].yw == ln[0].yw + 14 &&
         ln[0].yh + 1 < g->ho && ln[7].yw + 1 < g->wo) {
         /* one row of 8 tiles inside y: two rows of 16 outputs */
         for (int i = 0; i < 2; i++) {
-            const __m256 lo = _mm256_unpacklo_ps(o[2 * i], o[2 * i + 1]),
-                         hi = _mm256_unpackhi_ps(o[2 * i], o[2 * i + 1]);
             float *d = y + ln[0].yoff + kp + (size_t)i * g->wo;
-            __m256 a = _mm256_permute2f128_ps(lo, hi, 0x20), b = _mm256_permute2f128_ps(lo, hi, 0x31);
+            __m256 a = r[i][0], b = r[i][1];
             if (accumulate) {
                 a = _mm256_add_ps(a, _mm256_loadu_ps(d));
                 b = _mm256_add_ps(b, _mm256_loadu_ps(d + 8));
@@ -385,16 +391,29 @@ VT_AVX2 static void store_group(const vt_conv_geom *g, const lane *ln, int live,
         }
         return;
     }
-    _Alignas(32) float t[4][8];
-    for (int q = 0; q < 4; q++)
-        _mm256_store_ps(t[q], o[q]);
-    for (int l = 0; l < live; l++) {
-        float *d = y + ln[l].yoff + kp;
-        for (int i = 0; i < 2 && ln[l].yh + i < g->ho; i++)
-            for (int j = 0; j < 2 && ln[l].yw + j < g->wo; j++) {
-                float *e = d + (size_t)i * g->wo + j;
-                *e = accumulate ? *e + t[2 * i + j][l] : t[2 * i + j][l];
-            }
+    /* else run by run (tiles consecutive in one tile row), each a span of
+     * its rows, cut at y's right edge */
+    _Alignas(32) float t[2][16];
+    for (int i = 0; i < 2; i++) {
+        _mm256_store_ps(t[i], r[i][0]);
+        _mm256_store_ps(t[i] + 8, r[i][1]);
+    }
+    for (int a = 0; a < live;) {
+        int e = a + 1;
+        while (e < live && ln[e].yw == ln[e - 1].yw + 2)
+            e++;
+        const int nc = 2 * (e - a) < g->wo - ln[a].yw ? 2 * (e - a) : g->wo - ln[a].yw;
+        for (int i = 0; i < 2 && ln[a].yh + i < g->ho; i++) {
+            float *d = y + ln[a].yoff + kp + (size_t)i * g->wo;
+            const float *src = t[i] + 2 * a;
+            if (accumulate)
+                for (int j = 0; j < nc; j++)
+                    d[j] += src[j];
+            else
+                for (int j = 0; j < nc; j++)
+                    d[j] = src[j];
+        }
+        a = e;
     }
 }
 
