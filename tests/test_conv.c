@@ -5,9 +5,10 @@
  *
  * Tile boundaries: vt_conv_set_tile_bytes() (op_conv3d_internal.h) shrinks
  * the column budget so these small shapes run as many tiles, down to a
- * single output row per tile. vt_conv_set_path() forces each of the two fast
+ * single output row per tile. vt_conv_set_path() forces each of the fast
  * paths (tiles within a sample, a sample per thread; tiles shared by all
- * threads and spanning samples), which the op otherwise picks by shape. */
+ * threads and spanning samples; the implicit GEMM; Winograd F(2x2, 3x3)),
+ * which the op otherwise picks by shape. */
 #include "vt_test.h"
 
 #include <math.h>
@@ -67,6 +68,29 @@ START_TEST(gradcheck_conv3d)
         double r = vtt_gradcheck(what, f_conv3d, (void *)k, k->bias ? 3 : 2, in, &GC);
         printf("gradcheck %s: worst err/tol %.3f\n", what, r);
     }
+    /* Winograd's forward and data gradient (forced; AUTO takes it for
+     * larger layers): the first case, and a 2x3x3 kernel with t stride 2
+     * and padding 0 / 2 in h / w (its data gradient then goes the implicit
+     * GEMM's way, the t stride not being 1) */
+    static const conv_case wino[] = {
+        {{1, 3, 5, 7, 6}, {2, 3, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 1}, 1},
+        {{1, 2, 5, 6, 7}, {3, 2, 2, 3, 3}, {{2, 1, 1}, {1, 0, 2}, {1, 1, 1}, 1}, 0},
+    };
+    vt_conv_set_path(VT_CONV_PATH_WINOGRAD);
+    for (int s = 0; s < 2; s++) {
+        const conv_case *k = &wino[s];
+        vt_ctx_reset(&c);
+        vt_tensor *in[3] = {
+            vtt_rand(&c, 5, k->x, -1, 1, 70 + s, 1),
+            vtt_rand(&c, 5, k->w, -0.5f, 0.5f, 80 + s, 1),
+            vtt_rand(&c, 1, k->w, -1, 1, 90 + s, 1),
+        };
+        char what[48];
+        snprintf(what, sizeof what, "conv3d winograd case %d", s);
+        double r = vtt_gradcheck(what, f_conv3d, (void *)k, k->bias ? 3 : 2, in, &GC);
+        printf("gradcheck %s: worst err/tol %.3f\n", what, r);
+    }
+    vt_conv_set_path(VT_CONV_PATH_AUTO);
     vt_ctx_free(&c);
 }
 END_TEST
@@ -384,6 +408,8 @@ static const char *const FIXTURE_CASES[] = {
     "c3d_odd_k333_p1", "c3d_k133_s122", "c3d_k213_s212_p021_nobias",
     "c3d_dil2",        "c3d_groups2",   "c3d_pointwise",
     "c3d_g3_s2_dil",   "c2d_k33_s2_p1", "c2d_k13_g2_dil_nobias",
+    /* 3x3 in space with unit spatial stride: Winograd's shapes */
+    "c3d_wino_k333_p1_w21", "c3d_wino_k233_st2_p012_nobias", "c2d_wino_k33_p0",
 };
 
 /* Inputs are O(1) (x in [-1, 1], w in [-0.5, 0.5], gy in [-1, 1]) and the
@@ -477,8 +503,9 @@ START_TEST(pytorch_parity)
     hid_t f = vtt_fixture_open("conv.h5");
     vt_ctx c;
     vt_ctx_init(&c, 1);
-    /* Default budget (one tile) and one output row per tile, on each path. */
-    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_IGEMM; path++)
+    /* Default budget (one tile) and one output row per tile, on each path
+     * (Winograd's: the cases it takes, the implicit GEMM the rest). */
+    for (int path = VT_CONV_PATH_SAMPLE; path <= VT_CONV_PATH_WINOGRAD; path++)
         for (int t = 0; t < 2; t++) {
             vt_conv_set_path(path);
             vt_conv_set_tile_bytes(t ? 1 : 0);
