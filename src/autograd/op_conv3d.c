@@ -783,7 +783,7 @@ static void conv_backward(const geom *g, const float *x, const float *w,
      * rounds; conv3a's (28 wide) went 148.8 -> 154-158, conv5a's (7)
      * 18 -> 28. Not 1x1x1 ones: BLAS reads x in place there, this would
      * copy it first. */
-    if (gw && igemm && (kg < 128 || g->wo >= 40) && !is_pointwise(g) &&
+    if (gw && igemm && (kg < 128 || g->wo >= 40 || g->o <= 128) && !is_pointwise(g) &&
         vt_conv_igemm_backward_weight_taps(g, x, gy, gw, gb)) {
         gw = NULL;
         gb = NULL;
