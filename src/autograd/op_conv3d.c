@@ -781,8 +781,11 @@ static void conv_backward(const geom *g, const float *x, const float *w,
      * for long output rows, over which its runs of taps amortise their
      * set-up: conv2a's (56 wide) 312.9 -> 291.5 ms, 5 of 6 alternating
      * rounds; conv3a's (28 wide) went 148.8 -> 154-158, conv5a's (7)
-     * 18 -> 28. Not 1x1x1 ones: BLAS reads x in place there, this would
-     * copy it first. */
+     * 18 -> 28. And for 128 filters or fewer, where the other kernel's
+     * packed columns each feed too few FMAs: ConvLSTM's layers at batch
+     * 4, 2 threads, res1a (32 filters) 8.1 -> 5.8 ms, res2b (64) 6.9 ->
+     * 5.8, res3b (128) 7.3 -> 6.0. Not 1x1x1 ones: BLAS reads x in place
+     * there, this would copy it first. */
     if (gw && igemm && (kg < 128 || g->wo >= 40 || g->o <= 128) && !is_pointwise(g) &&
         vt_conv_igemm_backward_weight_taps(g, x, gy, gw, gb)) {
         gw = NULL;
