@@ -126,9 +126,10 @@ END_TEST
  * the BLAS paths, which the other two settings test. */
 static const char *path_name(int path)
 {
+    const int fast = vt_conv_igemm_supported();
     return path == VT_CONV_PATH_SHARED     ? "shared"
-           : path == VT_CONV_PATH_IGEMM    ? (vt_conv_igemm_supported() ? "igemm" : "igemm->blas")
-           : path == VT_CONV_PATH_WINOGRAD ? (vt_conv_igemm_supported() ? "winograd" : "winograd->blas")
+           : path == VT_CONV_PATH_IGEMM    ? (fast ? "igemm" : "igemm->blas")
+           : path == VT_CONV_PATH_WINOGRAD ? (fast ? "winograd" : "winograd->blas")
                                            : "sample";
 }
 

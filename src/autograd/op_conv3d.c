@@ -824,8 +824,8 @@ static void conv_backward(const geom *g, const float *x, const float *w,
      * taps-by-filters kernel above takes groups of 1) stay on BLAS unless
      * forced: this kernel's 16-tap panels run part empty there and packing
      * costs more per multiply (conv1a, batch 2: 69-82 vs 92-131 ms). */
-    if (gw && igemm && (kg >= 128 || path_forced == VT_CONV_PATH_IGEMM || path_forced == VT_CONV_PATH_WINOGRAD) &&
-        vt_conv_igemm_backward_weight(g, x, gy, gw)) {
+    const int forced = path_forced == VT_CONV_PATH_IGEMM || path_forced == VT_CONV_PATH_WINOGRAD;
+    if (gw && igemm && (kg >= 128 || forced) && vt_conv_igemm_backward_weight(g, x, gy, gw)) {
         gw = NULL;
         if (!gx)
             return;

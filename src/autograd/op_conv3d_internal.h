@@ -23,7 +23,10 @@ size_t vt_conv_set_tile_bytes(size_t bytes);
 /* Which fast path runs: chosen by layer shape (AUTO), or forced for tests
  * and benchmarks: SAMPLE tiles within a sample, a sample (or tile) per
  * thread; SHARED tiles across the batch, every thread on one tile with the
- * GEMMs split over output rows. Returns the old setting. */
+ * GEMMs split over output rows; IGEMM the implicit GEMM (conv_igemm.c);
+ * WINOGRAD Winograd F(2x2, 3x3) (conv_winograd.c) for every pass and
+ * shape it takes, the implicit GEMM for the rest. Returns the old
+ * setting. */
 enum {
     VT_CONV_PATH_AUTO,
     VT_CONV_PATH_SAMPLE,
@@ -96,6 +99,5 @@ int vt_conv_wino_fits(const vt_conv_geom *g);
  * the shape does not fit. */
 int vt_conv_wino_run(const vt_conv_geom *g, const float *x, const float *w, int swapped,
                      const float *b, float *y, int accumulate, int relu);
-
 
 #endif
