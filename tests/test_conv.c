@@ -51,22 +51,27 @@ static vt_tensor *f_conv2d(vt_ctx *c, vt_tensor *const *in, void *ud)
     return vt_conv2d_frames(c, in[0], in[1], in[2], a);
 }
 
+/* Finite differences of case k (x, w, b from seeds seed, +10, +20). */
+static void gradcheck_case(vt_ctx *c, const conv_case *k, uint64_t seed, const char *what)
+{
+    vt_ctx_reset(c);
+    vt_tensor *in[3] = {
+        vtt_rand(c, 5, k->x, -1, 1, seed, 1),
+        vtt_rand(c, 5, k->w, -0.5f, 0.5f, seed + 10, 1),
+        vtt_rand(c, 1, k->w, -1, 1, seed + 20, 1),
+    };
+    double r = vtt_gradcheck(what, f_conv3d, (void *)k, k->bias ? 3 : 2, in, &GC);
+    printf("gradcheck %s: worst err/tol %.3f\n", what, r);
+}
+
 START_TEST(gradcheck_conv3d)
 {
     vt_ctx c;
     vt_ctx_init(&c, 1);
+    char what[48];
     for (int s = 0; s < N_GC_CASES; s++) {
-        const conv_case *k = &GC_CASES[s];
-        vt_ctx_reset(&c);
-        vt_tensor *in[3] = {
-            vtt_rand(&c, 5, k->x, -1, 1, 10 + s, 1),
-            vtt_rand(&c, 5, k->w, -0.5f, 0.5f, 20 + s, 1),
-            vtt_rand(&c, 1, k->w, -1, 1, 30 + s, 1),
-        };
-        char what[32];
         snprintf(what, sizeof what, "conv3d case %d", s);
-        double r = vtt_gradcheck(what, f_conv3d, (void *)k, k->bias ? 3 : 2, in, &GC);
-        printf("gradcheck %s: worst err/tol %.3f\n", what, r);
+        gradcheck_case(&c, &GC_CASES[s], 10 + (uint64_t)s, what);
     }
     /* Winograd's forward and data gradient (forced; AUTO takes it for
      * larger layers): the first case, and a 2x3x3 kernel with t stride 2
@@ -78,17 +83,8 @@ START_TEST(gradcheck_conv3d)
     };
     vt_conv_set_path(VT_CONV_PATH_WINOGRAD);
     for (int s = 0; s < 2; s++) {
-        const conv_case *k = &wino[s];
-        vt_ctx_reset(&c);
-        vt_tensor *in[3] = {
-            vtt_rand(&c, 5, k->x, -1, 1, 70 + s, 1),
-            vtt_rand(&c, 5, k->w, -0.5f, 0.5f, 80 + s, 1),
-            vtt_rand(&c, 1, k->w, -1, 1, 90 + s, 1),
-        };
-        char what[48];
         snprintf(what, sizeof what, "conv3d winograd case %d", s);
-        double r = vtt_gradcheck(what, f_conv3d, (void *)k, k->bias ? 3 : 2, in, &GC);
-        printf("gradcheck %s: worst err/tol %.3f\n", what, r);
+        gradcheck_case(&c, &wino[s], 70 + (uint64_t)s, what);
     }
     vt_conv_set_path(VT_CONV_PATH_AUTO);
     vt_ctx_free(&c);

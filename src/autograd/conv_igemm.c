@@ -279,16 +279,13 @@ static int *tap_offsets(const vt_conv_geom *g, const padded *pd, int kg)
  * from glibc as new pages to fault in again: some 100 faults a pass in
  * conv1a's, on a VM where faults are slow. A thread runs one conv call at
  * a time, so the forward and the weight gradient share them. */
-typedef struct {
-    void *p;
-    size_t cap;
-} scratch;
+typedef vt_conv_scratch scratch;
 static _Thread_local scratch scr_cols, scr_tab, scr_dy;
 
-static void *scratch_get(scratch *s, size_t bytes, const char *what)
-{
-    if (bytes > s->cap) {
-        free(s->p);
+void *vt_conv_scratch_get(vt_conv_scratch *s, size_t bytes, const char *what)
+                          {
+                          if (bytes > s->cap) {
+                          free(s->p);
         s->p = xalloc(bytes, what);
         s->cap = bytes;
     }
@@ -919,12 +916,13 @@ VT_AVX2 static void forward_few(const vt_conv_geom *g, const padded *pd, const f
             }
 #undef FEW_STORE
         }
-        float *bp = scratch_get(&scr_cols, (size_t)kcb * NR * sizeof(float), "weight panel");
+        float *bp = vt_conv_scratch_get(&scr_cols,
+                                        (size_t)kcb * NR * sizeof(float), "weight panel");
         const int fper = (fpan + items - 1) / items;
-        float *acc = scratch_get(&scr_dy, (size_t)fper * npp * MR * NR * sizeof(float),
-                                 "output tiles");
-        const float **pfl = scratch_get(&scr_tab, (size_t)few_lines(kcb) * sizeof *pfl,
-                                        "prefetch list");
+        float *acc = vt_conv_scratch_get(&scr_dy, (size_t)fper * npp * MR * NR * sizeof(float),
+                                         "output tiles");
+        const float **pfl = vt_conv_scratch_get(&scr_tab, (size_t)few_lines(kcb) * sizeof *pfl,
+                                                "prefetch list");
         run_cache rc;
         int pcls[FEW_MAX / MR + 1]; /* panel pp's run_class, -1: every tap */
 #pragma omp for schedule(dynamic, 1)
@@ -1113,8 +1111,9 @@ static int igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
 
 #pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
     {
-        float *bp = scratch_get(&scr_cols, (size_t)kcb * chunk * sizeof(float), "column panel");
-        chunk_tab *ct = scratch_get(&scr_tab, sizeof *ct, "position table");
+        float *bp = vt_conv_scratch_get(&scr_cols,
+                                        (size_t)kcb * chunk * sizeof(float), "column panel");
+        chunk_tab *ct = vt_conv_scratch_get(&scr_tab, sizeof *ct, "position table");
         run_cache rc;
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < items; it++) {
@@ -1328,29 +1327,32 @@ void vt_conv_igemm_dcol(const vt_conv_geom *g, const float *wt, int gr, int p_lo
  * weights with filters and channels swapped and taps reversed, padded by
  * d*(k-1) - p. So the forward kernel computes it, adding into gx, with no
  * column buffer and no scatter. */
+int vt_conv_swapped_geom(const vt_conv_geom *g, vt_conv_geom *b)
+{
+    *b = *g;
+    b->c = g->o;
+    b->t = g->to;
+    b->h = g->ho;
+    b->w = g->wo;
+    b->o = g->c;
+    b->pt = g->dt * (g->kt - 1) - g->pt;
+    b->ph = g->dh * (g->kh - 1) - g->ph;
+    b->pw = g->dw * (g->kw - 1) - g->pw;
+    b->to = g->t;
+    b->ho = g->h;
+    b->wo = g->w;
+    return g->st == 1 && g->sh == 1 && g->sw == 1 && b->pt >= 0 && b->ph >= 0 && b->pw >= 0;
+}
+
 int vt_conv_igemm_backward_data(const vt_conv_geom *g, const float *w, const float *gy,
                                 float *gx)
 {
     /* Its output channels are the layer's input channels: with few (C3D's
      * conv1a: 3) the 6-row micro-tiles run mostly empty, and the column
      * route (vt_conv_igemm_dcol) is faster (conv1a: 63 vs 17 GFLOP/s). */
-    if (!vt_conv_igemm_supported() || g->st != 1 || g->sh != 1 || g->sw != 1 ||
-        g->c / g->groups < 32)
+    vt_conv_geom b;
+    if (!vt_conv_igemm_supported() || g->c / g->groups < 32 || !vt_conv_swapped_geom(g, &b))
         return 0;
-    vt_conv_geom b = *g;
-    b.c = g->o;
-    b.t = g->to;
-    b.h = g->ho;
-    b.w = g->wo;
-    b.o = g->c;
-    b.pt = g->dt * (g->kt - 1) - g->pt;
-    b.ph = g->dh * (g->kh - 1) - g->ph;
-    b.pw = g->dw * (g->kw - 1) - g->pw;
-    if (b.pt < 0 || b.ph < 0 || b.pw < 0)
-        return 0;
-    b.to = g->t;
-    b.ho = g->h;
-    b.wo = g->w;
     return igemm_forward(&b, gy, w, NULL, gx, 1, 1, 0);
 }
 
@@ -1753,9 +1755,11 @@ int vt_conv_igemm_backward_weight(const vt_conv_geom *g, const float *x, const f
 
 #pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
     {
-        float *bp = scratch_get(&scr_cols, (size_t)tper * 16 * KQ * sizeof(float), "column panel");
-        float *ap = scratch_get(&scr_dy, ((size_t)mcp * MR * KQ + 2) * sizeof(float), "dy panel");
-        chunk_tab *ct = scratch_get(&scr_tab, sizeof *ct, "position table");
+        float *bp = vt_conv_scratch_get(&scr_cols,
+                                        (size_t)tper * 16 * KQ * sizeof(float), "column panel");
+        float *ap = vt_conv_scratch_get(&scr_dy,
+                                        ((size_t)mcp * MR * KQ + 2) * sizeof(float), "dy panel");
+        chunk_tab *ct = vt_conv_scratch_get(&scr_tab, sizeof *ct, "position table");
         int rs[KQ / PIECE + 1], rl[KQ / PIECE + 1];
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < items; it++) {
@@ -1961,10 +1965,11 @@ int vt_conv_igemm_backward_weight_taps(const vt_conv_geom *g, const float *x, co
 
 #pragma omp parallel num_threads(th) if (th > 1 && items > 1 && macs >= 1e6)
     {
-        float *bp = scratch_get(&scr_dy, (size_t)fpan * KQ * NR * sizeof(float), "dy panel");
-        chunk_tab *ct = scratch_get(&scr_tab, sizeof *ct, "position table");
-        float *acc = scratch_get(&scr_cols, (size_t)tper * MR * fpan * NR * sizeof(float),
-                                 "weight-gradient tiles");
+        float *bp = vt_conv_scratch_get(&scr_dy,
+                                        (size_t)fpan * KQ * NR * sizeof(float), "dy panel");
+        chunk_tab *ct = vt_conv_scratch_get(&scr_tab, sizeof *ct, "position table");
+        float *acc = vt_conv_scratch_get(&scr_cols, (size_t)tper * MR * fpan * NR * sizeof(float),
+                                         "weight-gradient tiles");
         int len[KQ], org[KQ], atv[KQ];
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < items; it++) {

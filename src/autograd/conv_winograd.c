@@ -66,31 +66,10 @@ enum {
     MCP = 24,                 /* filter panels per MC block: 144 KB of U, L2 */
 };
 
-static void *xalloc(size_t bytes, const char *what)
-{
-    void *p = vt_alloc_big(bytes);
-    VT_ASSERT(p, "conv: out of memory for %s (%zu bytes)", what, bytes);
-    return p;
-}
-
 /* Per-thread buffers kept between calls (their page faults cost more than
  * their memory, see conv_igemm.c's pad_buf). */
-typedef struct {
-    float *p;
-    size_t cap;
-} wbuf;
-static _Thread_local wbuf buf_v, buf_m;
-static _Thread_local wbuf buf_lanes, buf_strips, buf_nstrips;
-
-static void *wbuf_get(wbuf *b, size_t bytes, const char *what)
-{
-    if (bytes > b->cap) {
-        free(b->p);
-        b->p = xalloc(bytes, what);
-        b->cap = bytes;
-    }
-    return b->p;
-}
+static _Thread_local vt_conv_scratch buf_v, buf_m;
+static _Thread_local vt_conv_scratch buf_lanes, buf_strips, buf_nstrips;
 
 /* VT_NO_WINOGRAD=1 turns it off (the implicit GEMM then runs these
  * layers), for comparisons and for runs that want the direct sums. */
@@ -554,14 +533,17 @@ int vt_conv_wino_run(const vt_conv_geom *g, const float *x, const float *w, int 
         transform_weights(g, w, swapped, u);
         /* implicit barrier: U is whole */
         const size_t vpan = (size_t)KC * NR; /* one V micro-panel */
-        float *v = wbuf_get(&buf_v, (size_t)XI * ((pc + NR - 1) / NR) * vpan * sizeof(float),
-                            "winograd V");
+        float *v = vt_conv_scratch_get(&buf_v,
+                                       (size_t)XI * ((pc + NR - 1) / NR) * vpan * sizeof(float),
+                                       "winograd V");
         const int pcp = (pc + NR - 1) / NR * NR;
-        float *mm = wbuf_get(&buf_m, (size_t)XI * kp * pcp * sizeof(float), "winograd M");
-        lane *ln = wbuf_get(&buf_lanes, (size_t)pcp * sizeof(lane), "winograd lanes");
-        strip *sts = wbuf_get(&buf_strips, (size_t)pcp / 8 * STRIPS * sizeof(strip),
-                              "winograd strips");
-        int *nst = wbuf_get(&buf_nstrips, (size_t)pcp / 8 * sizeof(int), "winograd strips");
+        float *mm = vt_conv_scratch_get(&buf_m,
+                                        (size_t)XI * kp * pcp * sizeof(float), "winograd M");
+        lane *ln = vt_conv_scratch_get(&buf_lanes, (size_t)pcp * sizeof(lane), "winograd lanes");
+        strip *sts = vt_conv_scratch_get(&buf_strips, (size_t)pcp / 8 * STRIPS * sizeof(strip),
+                                         "winograd strips");
+        int *nst = vt_conv_scratch_get(&buf_nstrips,
+                                       (size_t)pcp / 8 * sizeof(int), "winograd strips");
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < nwork; it++) {
             const work *wi = &wk[it];

@@ -693,21 +693,8 @@ static int wino_wanted(const geom *g)
  * reversed weights (see vt_conv_igemm_backward_data), unit strides. */
 static int wino_backward_data(const geom *g, const float *w, const float *gy, float *gx)
 {
-    if (!wino_wanted(g) || g->st != 1 || !vt_conv_wino_fits(g))
-        return 0;
-    vt_conv_geom b = *g;
-    b.c = g->o;
-    b.t = g->to;
-    b.h = g->ho;
-    b.w = g->wo;
-    b.o = g->c;
-    b.pt = g->dt * (g->kt - 1) - g->pt;
-    b.ph = g->dh * (g->kh - 1) - g->ph;
-    b.pw = g->dw * (g->kw - 1) - g->pw;
-    b.to = g->t;
-    b.ho = g->h;
-    b.wo = g->w;
-    if (b.pt < 0 || b.ph < 0 || b.pw < 0)
+    vt_conv_geom b;
+    if (!wino_wanted(g) || !vt_conv_swapped_geom(g, &b))
         return 0;
     return vt_conv_wino_run(&b, gy, w, 1, NULL, gx, 1, 0);
 }

@@ -57,6 +57,10 @@ int vt_conv_igemm_forward(const vt_conv_geom *g, const float *x, const float *w,
  * weights, on the kernel above. */
 int vt_conv_igemm_backward_data(const vt_conv_geom *g, const float *w, const float *gy,
                                 float *gx);
+/* b = the geometry of g's data gradient as a forward convolution of dy
+ * (by the swapped, reversed weights, padded by d*(k-1) - p); 0 when g's
+ * strides are not all 1 or that padding would be negative. */
+int vt_conv_swapped_geom(const vt_conv_geom *g, vt_conv_geom *b);
 /* Backward-data with the same kernel: W^T packed once per call (NULL when
  * this CPU lacks AVX2/FMA; the buffer is the calling thread's, valid until
  * its next igemm call), then per tile col rows = W^T . dy for the tap
@@ -89,6 +93,14 @@ void vt_conv_gemm_6x16(int kc, const float *a, const float *b, float *c, size_t 
 /* The calling thread's buffer for packed weights (conv_igemm.c's, kept
  * between calls), at least n floats. */
 float *vt_conv_packed_buffer(size_t n);
+
+/* A buffer a thread keeps between calls, grown when a call needs more
+ * (zero-initialise it; conv_igemm.c's and conv_winograd.c's scratch). */
+typedef struct {
+    void *p;
+    size_t cap;
+} vt_conv_scratch;
+void *vt_conv_scratch_get(vt_conv_scratch *s, size_t bytes, const char *what);
 
 /* Winograd F(2x2, 3x3) (conv_winograd.c): whether it takes this shape
  * (3x3 in space, unit spatial stride and dilation, groups of 1, AVX2). */
