@@ -69,7 +69,7 @@ enum {
 /* Per-thread buffers kept between calls (their page faults cost more than
  * their memory, see conv_igemm.c's pad_buf). */
 static _Thread_local vt_conv_scratch buf_v, buf_m;
-static _Thread_local vt_conv_scratch buf_lanes, buf_strips, buf_nstrips;
+static _Thread_local vt_conv_scratch buf_lanes, buf_strips, buf_nstrips, buf_oruns;
 
 /* VT_NO_WINOGRAD=1 turns it off (the implicit GEMM then runs these
  * layers), for comparisons and for runs that want the direct sums. */
@@ -329,11 +329,41 @@ VT_AVX2 static void transform_group(const vt_conv_geom *g, const float *x, const
 
 /* ---- output transform ---------------------------------------------------- */
 
+/* Where a group's 8 tiles go in y, the same for every filter: runs of
+ * tiles consecutive in one tile row, each a span of its output rows cut
+ * at y's right edge; whole when the group is one run of 8 inside y. */
+typedef struct {
+    int n, whole;
+    struct {
+        size_t yoff; /* y's offset of the run's first output (filter 0) */
+        short a, nc, rows;
+    } run[STRIPS];
+} out_runs;
+
+static void group_out_runs(const vt_conv_geom *g, const lane *ln, int live, out_runs *o)
+{
+    o->whole = live == 8 && ln[7].yh == ln[0].yh && ln[7].yw == ln[0].yw + 14 &&
+               ln[0].yh + 1 < g->ho && ln[7].yw + 1 < g->wo;
+    o->n = 0;
+    for (int a = 0; a < live;) {
+        int e = a + 1;
+        while (e < live && ln[e].yw == ln[e - 1].yw + 2)
+            e++;
+        const int nc = 2 * (e - a) < g->wo - ln[a].yw ? 2 * (e - a) : g->wo - ln[a].yw;
+        o->run[o->n].yoff = ln[a].yoff;
+        o->run[o->n].a = (short)a;
+        o->run[o->n].nc = (short)nc;
+        o->run[o->n].rows = (short)(ln[a].yh + 1 < g->ho ? 2 : 1);
+        o->n++;
+        a = e;
+    }
+}
+
 /* A^T M A of 8 tiles for filter k (m: M's row of xi 0, xs apart), plus
- * bias, ReLU, stored or added into y. */
-VT_AVX2 static void store_group(const vt_conv_geom *g, const lane *ln, int live,
-                                const float *m, size_t xs, int k, float bias, int accumulate,
-                                int relu, float *y)
+ * bias, ReLU, stored or added into y at the group's runs runs. */
+VT_AVX2 static void store_group(const vt_conv_geom *g, const out_runs *runs, const float *m,
+                                size_t xs, int k, float bias, int accumulate, int relu,
+                                float *y)
 {
     __m256 s[8];
     for (int j = 0; j < 4; j++) {
@@ -365,11 +395,10 @@ VT_AVX2 static void store_group(const vt_conv_geom *g, const lane *ln, int live,
         r[i][0] = _mm256_permute2f128_ps(lo, hi, 0x20);
         r[i][1] = _mm256_permute2f128_ps(lo, hi, 0x31);
     }
-    if (live == 8 && ln[7].yh == ln[0].yh && ln[7].yw == ln[0].yw + 14 &&
-        ln[0].yh + 1 < g->ho && ln[7].yw + 1 < g->wo) {
+    if (runs->whole) {
         /* one row of 8 tiles inside y: two rows of 16 outputs */
         for (int i = 0; i < 2; i++) {
-            float *d = y + ln[0].yoff + kp + (size_t)i * g->wo;
+            float *d = y + runs->run[0].yoff + kp + (size_t)i * g->wo;
             __m256 a = r[i][0], b = r[i][1];
             if (accumulate) {
                 a = _mm256_add_ps(a, _mm256_loadu_ps(d));
@@ -380,21 +409,16 @@ VT_AVX2 static void store_group(const vt_conv_geom *g, const lane *ln, int live,
         }
         return;
     }
-    /* else run by run (tiles consecutive in one tile row), each a span of
-     * its rows, cut at y's right edge */
     _Alignas(32) float t[2][16];
     for (int i = 0; i < 2; i++) {
         _mm256_store_ps(t[i], r[i][0]);
         _mm256_store_ps(t[i] + 8, r[i][1]);
     }
-    for (int a = 0; a < live;) {
-        int e = a + 1;
-        while (e < live && ln[e].yw == ln[e - 1].yw + 2)
-            e++;
-        const int nc = 2 * (e - a) < g->wo - ln[a].yw ? 2 * (e - a) : g->wo - ln[a].yw;
-        for (int i = 0; i < 2 && ln[a].yh + i < g->ho; i++) {
-            float *d = y + ln[a].yoff + kp + (size_t)i * g->wo;
-            const float *src = t[i] + 2 * a;
+    for (int q = 0; q < runs->n; q++) {
+        const int nc = runs->run[q].nc;
+        for (int i = 0; i < runs->run[q].rows; i++) {
+            float *d = y + runs->run[q].yoff + kp + (size_t)i * g->wo;
+            const float *src = t[i] + 2 * runs->run[q].a;
             if (accumulate)
                 for (int j = 0; j < nc; j++)
                     d[j] += src[j];
@@ -402,7 +426,6 @@ VT_AVX2 static void store_group(const vt_conv_geom *g, const lane *ln, int live,
                 for (int j = 0; j < nc; j++)
                     d[j] = src[j];
         }
-        a = e;
     }
 }
 
@@ -544,6 +567,8 @@ int vt_conv_wino_run(const vt_conv_geom *g, const float *x, const float *w, int 
                                          "winograd strips");
         int *nst = vt_conv_scratch_get(&buf_nstrips,
                                        (size_t)pcp / 8 * sizeof(int), "winograd strips");
+        out_runs *ors = vt_conv_scratch_get(&buf_oruns, (size_t)pcp / 8 * sizeof(out_runs),
+                                            "winograd output runs");
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < nwork; it++) {
             const work *wi = &wk[it];
@@ -554,6 +579,7 @@ int vt_conv_wino_run(const vt_conv_geom *g, const float *x, const float *w, int 
             for (int q0 = 0; q0 < np * NR; q0 += 8) {
                 const int live = wi->nt - q0 < 0 ? 0 : wi->nt - q0 > 8 ? 8 : wi->nt - q0;
                 nst[q0 / 8] = group_strips(g, ln + q0, live, sts + (size_t)q0 / 8 * STRIPS);
+                group_out_runs(g, ln + q0, live, &ors[q0 / 8]);
             }
             const size_t rc = (size_t)(cl->hi - cl->lo + 1) * C, rbase = (size_t)cl->lo * C;
             const size_t vxs = (size_t)np * vpan; /* V: xi-major, then panel */
@@ -579,11 +605,9 @@ int vt_conv_wino_run(const vt_conv_geom *g, const float *x, const float *w, int 
                 }
             }
             for (int k = 0; k < K; k++)
-                for (int q0 = 0; q0 < wi->nt; q0 += 8) {
-                    const int live = wi->nt - q0 > 8 ? 8 : wi->nt - q0;
-                    store_group(g, ln + q0, live, mm + (size_t)k * ldm + q0, mxs, k,
+                for (int q0 = 0; q0 < wi->nt; q0 += 8)
+                    store_group(g, &ors[q0 / 8], mm + (size_t)k * ldm + q0, mxs, k,
                                 b ? b[k] : 0.0f, accumulate, relu, y);
-                }
         }
     }
     free(wk);
