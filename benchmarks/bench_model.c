@@ -216,13 +216,12 @@ int main(int argc, char **argv)
             op = argv[i + 1];
         else if (!strcmp(argv[i], "--conv-path")) {
             /* A/B of the conv kernels on whole models */
-            const char *p = argv[i + 1];
-            const int path = !strcmp(p, "igemm")      ? VT_CONV_PATH_IGEMM
-                             : !strcmp(p, "winograd") ? VT_CONV_PATH_WINOGRAD
-                             : !strcmp(p, "auto")     ? VT_CONV_PATH_AUTO
-                                                      : -1;
+            const int path = vt_conv_path_named(argv[i + 1]);
             if (path < 0) {
-                fprintf(stderr, "bench_model: --conv-path auto, igemm or winograd, not %s\n", p);
+                fprintf(stderr,
+                        "bench_model: --conv-path auto, sample, shared, igemm or winograd, "
+                        "not %s\n",
+                        argv[i + 1]);
                 return 2;
             }
             vt_conv_set_path(path);
@@ -239,7 +238,8 @@ int main(int argc, char **argv)
         return bench_op(op, reps);
     if (!config) {
         fprintf(stderr, "usage: bench_model --config C.ini [--batch B] [--mode train|forward] "
-                        "[--reps N] [--threads T] [--conv-path auto|igemm|winograd] "
+                        "[--reps N] [--threads T] "
+                        "[--conv-path auto|sample|shared|igemm|winograd] "
                         "| --op maxpool|batchnorm|relu|optim\n");
         return 2;
     }

@@ -215,12 +215,7 @@ int main(int argc, char **argv)
         }
         else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             const char *p = argv[++i];
-            int path = !strcmp(p, "sample")   ? VT_CONV_PATH_SAMPLE
-                       : !strcmp(p, "shared") ? VT_CONV_PATH_SHARED
-                       : !strcmp(p, "igemm")  ? VT_CONV_PATH_IGEMM
-                       : !strcmp(p, "winograd") ? VT_CONV_PATH_WINOGRAD
-                       : !strcmp(p, "auto")   ? VT_CONV_PATH_AUTO
-                                              : -1;
+            const int path = vt_conv_path_named(p);
             if (path < 0) {
                 fprintf(stderr, "--path: auto, sample, shared, igemm or winograd, not '%s'\n", p);
                 return 2;

@@ -25,6 +25,7 @@
  * frames' taps only: the temporal padding costs nothing.
  *
  * Blocking: a work item is a chunk of up to PC tiles of one frame class
+ * (PC: chunk_tiles, up to 256, so that M below stays within 8 MB)
  * (any samples and frames). Per KC block of R it transforms its patches
  * into V (16 x KC x PC), then for every xi, per MC block of filter panels
  * (U's, L2), every 16-tile panel meets every filter panel; the sums stay
@@ -53,8 +54,6 @@
 
 #include <immintrin.h>
 #include <limits.h>
-#include <omp.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -75,6 +75,15 @@ int vt_conv_set_path(int path)
     return old;
 }
 
+int vt_conv_path_named(const char *name)
+{
+    static const char *const names[] = {"auto", "sample", "shared", "igemm", "winograd"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(name, names[i]))
+            return i;
+    return -1;
+}
+
 /* Floor division for a possibly negative numerator. */
 static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 

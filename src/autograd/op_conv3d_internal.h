@@ -35,6 +35,9 @@ enum {
     VT_CONV_PATH_WINOGRAD,
 };
 int vt_conv_set_path(int path);
+/* The path called name ("auto", "sample", "shared", "igemm" or
+ * "winograd", as the enum's order), or -1: the benchmarks' --path. */
+int vt_conv_path_named(const char *name);
 
 /* The geometry of one convolution call, as op_conv3d.c derives it. */
 typedef struct {
